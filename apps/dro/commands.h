@@ -1,0 +1,15 @@
+// Subcommands of the `dro` program. Each registers its options on the app and returns the action
+// to run when the subcommand is chosen.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace dro::app {
+
+using Action = std::function<int()>;
+
+Action register_inspect(CLI::App& app);
+
+}  // namespace dro::app

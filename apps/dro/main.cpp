@@ -1,0 +1,42 @@
+// dro: Diffusion-DRO for Stable Diffusion 1.5 / SDXL in one native program.
+#include <iostream>
+#include <vector>
+
+#include "commands.h"
+#include "dro/core/compat.h"
+#include "dro/core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"dro: align text-to-image diffusion models (Stable Diffusion 1.5 / SDXL) with "
+               "implicit user feedback by Diffusion Denoising Ranking Optimization"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("dro ") + DRO_VERSION + " (LibTorch " +
+                                        dro::compat::torch_version() + ")");
+  std::vector<std::pair<CLI::App*, dro::app::Action>> commands;
+  auto add = [&](dro::app::Action (*reg)(CLI::App&)) {
+    const size_t before = app.get_subcommands({}).size();
+    auto action = reg(app);
+    commands.emplace_back(app.get_subcommands({})[before], std::move(action));
+  };
+  add(dro::app::register_inspect);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& [cmd, action] : commands)
+      if (cmd->parsed()) return action();
+  } catch (const dro::UsageError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const dro::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

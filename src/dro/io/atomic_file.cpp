@@ -1,0 +1,71 @@
+#include "dro/io/atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "dro/core/error.h"
+
+namespace dro::io {
+namespace fs = std::filesystem;
+
+namespace {
+
+void fsync_path(const fs::path& path, bool directory) {
+  int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) return;  // best effort for the directory entry
+  ::fsync(fd);
+  ::close(fd);
+}
+
+fs::path temp_path_for(const fs::path& path) {
+  static std::atomic<unsigned> counter{0};
+  return path.parent_path() /
+         (path.filename().string() + ".tmp." + std::to_string(::getpid()) + "." +
+          std::to_string(counter++));
+}
+
+}  // namespace
+
+void write_atomically(const fs::path& path, const std::function<void(std::ostream&)>& write) {
+  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw IoError(cat("[io] cannot create folder ", dir, ": ", ec.message()));
+  const fs::path tmp = temp_path_for(path);
+  try {
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      if (!out) throw IoError(cat("[io] cannot open ", tmp, " for writing: ", std::strerror(errno)));
+      write(out);
+      out.flush();
+      if (!out) throw IoError(cat("[io] writing ", tmp, " failed (disk full?)"));
+    }
+    fsync_path(tmp, false);
+    fs::rename(tmp, path, ec);
+    if (ec) throw IoError(cat("[io] cannot rename ", tmp, " to ", path, ": ", ec.message()));
+    fsync_path(dir, true);
+  } catch (...) {
+    fs::remove(tmp, ec);
+    throw;
+  }
+}
+
+void write_file_atomically(const fs::path& path, const std::string& bytes) {
+  write_atomically(path, [&](std::ostream& out) { out.write(bytes.data(), bytes.size()); });
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(cat("[io] cannot read ", path, ": ", std::strerror(errno)));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace dro::io

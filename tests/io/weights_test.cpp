@@ -1,0 +1,144 @@
+// Component weight resolution: single file, variants, sharded index, pickle-only folders; and the
+// model-folder parser on the fixtures.
+#include "dro/io/weights.h"
+
+#include <fstream>
+
+#include "dro/core/error.h"
+#include "dro/io/json.h"
+#include "dro/io/model_folder.h"
+#include "dro/nn/state_dict.h"
+#include "test_util.h"
+
+namespace dro::io {
+namespace {
+
+using test::TempDir;
+
+TEST(Weights, SingleFileAndVariant) {
+  TempDir dir;
+  save_safetensors(dir / "diffusion_pytorch_model.safetensors", {{"a", torch::ones({2})}});
+  save_safetensors(dir / "diffusion_pytorch_model.fp16.safetensors",
+                   {{"a", torch::full({2}, 2.0).to(torch::kFloat16)}});
+  auto plain = ComponentWeights::open(dir.path());
+  EXPECT_EQ(plain.get("a")[0].item<float>(), 1.0f);
+  auto half = ComponentWeights::open(dir.path(), "fp16");
+  EXPECT_EQ(half.get("a").scalar_type(), torch::kFloat16);
+  EXPECT_EQ(half.variant(), "fp16");
+  EXPECT_THROW(ComponentWeights::open(dir.path(), "bf16"), IoError);
+}
+
+TEST(Weights, OnlyAVariantPresentIsUsed) {
+  TempDir dir;
+  save_safetensors(dir / "model.fp16.safetensors", {{"t", torch::ones({1}).to(torch::kFloat16)}});
+  auto w = ComponentWeights::open(dir.path());
+  EXPECT_EQ(w.variant(), "fp16");
+  EXPECT_TRUE(w.contains("t"));
+}
+
+TEST(Weights, ShardedIndex) {
+  TempDir dir;
+  save_safetensors(dir / "diffusion_pytorch_model-00001-of-00002.safetensors", {{"a", torch::ones({2})}});
+  save_safetensors(dir / "diffusion_pytorch_model-00002-of-00002.safetensors", {{"b", torch::zeros({3})}});
+  OrderedJson idx = {{"metadata", {{"total_size", 20}}},
+                     {"weight_map",
+                      {{"a", "diffusion_pytorch_model-00001-of-00002.safetensors"},
+                       {"b", "diffusion_pytorch_model-00002-of-00002.safetensors"}}}};
+  write_json(dir / "diffusion_pytorch_model.safetensors.index.json", idx);
+  auto w = ComponentWeights::open(dir.path());
+  EXPECT_EQ(w.files().size(), 2u);
+  EXPECT_EQ(w.names(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(w.get("b").size(0), 3);
+  std::filesystem::remove(dir / "diffusion_pytorch_model-00002-of-00002.safetensors");
+  try {
+    ComponentWeights::open(dir.path());
+    FAIL() << "missing shard accepted";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("00002-of-00002"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Weights, PickleOnlyFolderSaysHowToConvert) {
+  TempDir dir;
+  std::ofstream(dir / "diffusion_pytorch_model.bin") << "x";
+  try {
+    ComponentWeights::open(dir.path());
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("safe_serialization"), std::string::npos) << e.what();
+  }
+  TempDir empty;
+  EXPECT_THROW(ComponentWeights::open(empty.path()), IoError);
+}
+
+struct Tiny : torch::nn::Module {
+  Tiny() {
+    lin = register_module("lin", torch::nn::Linear(3, 2));
+    register_buffer("buf", torch::zeros({4}));
+  }
+  torch::nn::Linear lin{nullptr};
+};
+
+TEST(Weights, LoadReportsMissingUnexpectedAndMisshapenKeys) {
+  TempDir dir;
+  Tiny m;
+  save_safetensors(dir / "model.safetensors",
+                   {{"lin.weight", torch::ones({2, 3})}, {"lin.bias", torch::ones({2})},
+                    {"buf", torch::arange(4).to(torch::kFloat)}});
+  nn::load_weights(m, ComponentWeights::open(dir.path()), {}, "tiny");
+  EXPECT_EQ(m.lin->weight.sum().item<float>(), 6.0f);
+  EXPECT_EQ(m.named_buffers()["buf"][3].item<float>(), 3.0f);
+
+  TempDir bad;
+  save_safetensors(bad / "model.safetensors",
+                   {{"lin.weight", torch::ones({3, 3})}, {"extra", torch::ones({2})},
+                    {"buf", torch::zeros({4})}});
+  try {
+    nn::load_weights(m, ComponentWeights::open(bad.path()), {}, "tiny");
+    FAIL();
+  } catch (const IoError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("missing 1: 'lin.bias'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("unexpected 1: 'extra'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("wrong shape 1: 'lin.weight (file [3, 3], model [2, 3])'"), std::string::npos) << msg;
+  }
+  // The failed load left the earlier weights untouched.
+  EXPECT_EQ(m.lin->weight.sum().item<float>(), 6.0f);
+}
+
+TEST(Weights, SaveComponentRoundTrip) {
+  TempDir dir;
+  Tiny a, b;
+  nn::save_component(dir / "c", a, OrderedJson{{"_class_name", "Tiny"}, {"x", 1}}, "model");
+  nn::load_weights(b, ComponentWeights::open(dir / "c"), {}, "tiny");
+  EXPECT_TRUE(torch::equal(a.lin->weight, b.lin->weight));
+  EXPECT_EQ(read_json(dir / "c" / "config.json")["x"], 1);
+}
+
+TEST(ModelFolder, FixtureLayouts) {
+  DRO_REQUIRE_FIXTURES();
+  auto sd = ModelFolder::open(test::fixtures() / "tiny-sd15");
+  EXPECT_EQ(sd.pipeline_class, "StableDiffusionPipeline");
+  EXPECT_FALSE(sd.is_sdxl());
+  EXPECT_EQ(sd.components.size(), 5u);
+  EXPECT_EQ(sd.component("unet").class_name, "UNet2DConditionModel");
+  auto xl = ModelFolder::open(test::fixtures() / "tiny-sdxl");
+  EXPECT_TRUE(xl.is_sdxl());
+  EXPECT_EQ(xl.components.size(), 7u);
+  EXPECT_THROW(sd.component("text_encoder_2"), UsageError);
+}
+
+TEST(ModelFolder, MissingComponentFolderIsNamed) {
+  TempDir dir;
+  write_json(dir / "model_index.json", OrderedJson{{"_class_name", "StableDiffusionPipeline"},
+                                                   {"unet", {"diffusers", "UNet2DConditionModel"}}});
+  try {
+    ModelFolder::open(dir.path());
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("'unet'"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace dro::io

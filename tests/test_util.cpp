@@ -1,0 +1,48 @@
+#include "test_util.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <random>
+#include <sstream>
+
+namespace dro::test {
+
+TempDir::TempDir() {
+  static std::atomic<int> counter{0};
+  path_ = std::filesystem::temp_directory_path() /
+          ("dro_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+::testing::AssertionResult allclose(const torch::Tensor& actual, const torch::Tensor& expected,
+                                    double tol) {
+  if (actual.sizes() != expected.sizes()) {
+    std::ostringstream os;
+    os << "shape " << actual.sizes() << " != expected " << expected.sizes();
+    return ::testing::AssertionFailure() << os.str();
+  }
+  if (actual.numel() == 0) return ::testing::AssertionSuccess();
+  auto d = (actual.to(torch::kFloat64) - expected.to(torch::kFloat64)).abs();
+  const double m = d.max().item<double>();
+  const int64_t at = d.flatten().argmax().item<int64_t>();
+  if (!(m <= tol)) {
+    return ::testing::AssertionFailure()
+           << "max |diff| = " << m << " > tol " << tol << " at flat index " << at << " (actual "
+           << actual.flatten()[at].item<double>() << ", expected "
+           << expected.flatten()[at].item<double>() << ")";
+  }
+  return ::testing::AssertionSuccess() << "max |diff| = " << m;
+}
+
+}  // namespace dro::test
