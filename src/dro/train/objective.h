@@ -1,0 +1,48 @@
+// Training objectives behind one small interface. An objective sees the trained and the frozen
+// reference denoisers and one batch drawn from the replay buffer (with the expert branch already
+// noised), and returns the scalar loss to back-propagate plus per-sample diagnostics.
+// Diffusion-DRO lives in objectives/dro.cpp; SFT, Diffusion-DPO and Diffusion-KTO go beside it.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <torch/torch.h>
+
+namespace dro::train {
+
+// eps_hat = denoiser(x_t [N,C,H,W], t [N], c [N,S,D], text_embeds [N,P] or {}, time_ids [N,6] or {})
+using Denoiser = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&,
+                                             const torch::Tensor&, const torch::Tensor&,
+                                             const torch::Tensor&)>;
+
+struct ObjectiveBatch {
+  torch::Tensor t;             // [b]
+  torch::Tensor c;             // [b, S, D]
+  torch::Tensor xt_expert;     // [b, C, H, W] forward-diffused expert latent
+  torch::Tensor eps_expert;    // [b, C, H, W] the noise used for it (its target)
+  torch::Tensor xt_policy;     // [b, C, H, W] policy state from the buffer
+  torch::Tensor eps_policy;    // [b, C, H, W] the policy's stored prediction (its target)
+  torch::Tensor text_embeds;   // [b, P] (SDXL) or undefined
+  torch::Tensor time_ids;      // [b, 6] (SDXL) or undefined
+};
+
+struct ObjectiveOutput {
+  torch::Tensor loss;                          // scalar, differentiable w.r.t. the trained model
+  std::map<std::string, torch::Tensor> stats;  // detached per-sample values, e.g. "diff" [b]
+};
+
+class Objective {
+ public:
+  virtual ~Objective() = default;
+  virtual std::string name() const = 0;
+  virtual ObjectiveOutput compute(const Denoiser& trained, const Denoiser& reference,
+                                  const ObjectiveBatch& batch) const = 0;
+};
+
+// "dro" (margin) — the factory grows with the objectives.
+std::unique_ptr<Objective> make_objective(const std::string& name, double margin);
+
+}  // namespace dro::train
