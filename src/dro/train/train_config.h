@@ -1,0 +1,78 @@
+// Every option of `dro train`, with the official train.py defaults (kebab-case flag names map to
+// the official snake_case names). Serialises to JSON for the run folder and state files.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "dro/io/json.h"
+
+namespace dro::train {
+
+struct TrainConfig {
+  // Model and data.
+  std::string pretrained_model_name_or_path;  // diffusers folder (--model)
+  std::string unet;                            // optional UNet folder overriding the model's
+  std::string variant;                         // weights variant, e.g. fp16
+  std::string train_dataset;                   // official expert layout: DIR/<id>/{*.png,caption.txt}
+  std::string logdir = "./logs/sd15_diffusion-dro";
+  int64_t seed = 0;
+  int64_t resolution = 512;
+  bool random_crop = false;
+  bool random_flip = true;
+  double random_drop_prompt_probability = 0.2;
+  bool skip_bad_images = false;  // count and skip unreadable images instead of failing
+  int64_t dataloader_num_workers = 2;
+
+  // Optimisation.
+  std::string objective = "dro";
+  int64_t batch_size = 4;
+  int64_t num_steps = 25600;  // micro-steps
+  int64_t gradient_accumulation_steps = 16;
+  bool gradient_checkpointing = false;
+  double learning_rate = 1e-4;
+  bool scale_lr = false;
+  std::string lr_scheduler = "constant";
+  int64_t lr_warmup_steps = 0;  // micro-steps, as the official option
+  double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_weight_decay = 1e-2, adam_epsilon = 1e-8;
+  double max_grad_norm = 1.0;
+  double margin = 0.001;
+  std::string mixed_precision = "auto";  // auto | no | fp16 | bf16 (auto: bf16 on CUDA, no on CPU)
+  bool pure_bf16 = false;                // official behaviour: bf16 weights, optimiser and EMA
+  bool use_ema = true;
+  bool offload_ema = true;
+  double ema_decay = 0.9999;
+  bool allow_tf32 = false;
+
+  // Replay buffer (online negatives).
+  int64_t buffer_size = 4;
+  std::string buffer_scheduler = "dpmsolver++";
+  int64_t buffer_batch_size = 4;
+  int64_t buffer_batch_accumulation = 1;
+  int64_t buffer_num_inference_steps = 20;
+  double buffer_guidance_scale = 1.0;
+  int64_t buffer_sample_steps = 1;
+  int64_t buffer_update_steps = 16;
+  bool buffer_perturb_timesteps = true;
+  bool buffer_official_sigmas = false;  // DPM-Solver++: share sample 0's sigmas (official patch)
+  bool buffer_cpu = false;              // hold the buffer on CPU (the official code does)
+
+  // Outputs.
+  int64_t checkpointing_steps = 1280;
+  bool resume = false;
+  int64_t log_every = 1;  // optimisation steps between log lines
+  bool quiet = false;
+
+  std::string device = "auto";  // auto | cpu | cuda | cuda:N
+
+  io::OrderedJson to_json() const;
+  // Reads the fields present in `j` (snake_case or kebab-case keys), leaving the others; a key
+  // that is not an option is a UsageError naming it.
+  void update_from_json(const io::OrderedJson& j, const std::string& where);
+  // Checks ranges and consistency; UsageError naming the flag.
+  void validate() const;
+
+  int64_t optimisation_steps() const { return num_steps / gradient_accumulation_steps; }
+};
+
+}  // namespace dro::train
