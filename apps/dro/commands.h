@@ -11,5 +11,6 @@ namespace dro::app {
 using Action = std::function<int()>;
 
 Action register_inspect(CLI::App& app);
+Action register_sample(CLI::App& app);
 
 }  // namespace dro::app

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
     commands.emplace_back(app.get_subcommands({})[before], std::move(action));
   };
   add(dro::app::register_inspect);
+  add(dro::app::register_sample);
 
   try {
     app.parse(argc, argv);
