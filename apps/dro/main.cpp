@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   };
   add(dro::app::register_inspect);
   add(dro::app::register_sample);
+  add(dro::app::register_train);
 
   try {
     app.parse(argc, argv);

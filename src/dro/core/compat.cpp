@@ -1,5 +1,7 @@
 #include "dro/core/compat.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <cmath>
 
 namespace dro::compat {
@@ -21,6 +23,42 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   if (mask.defined()) scores = scores + mask.to(scores.scalar_type());
   torch::Tensor probs = torch::softmax(scores, -1).to(dtype);
   return torch::matmul(probs, v);
+}
+
+void synchronize(const torch::Device& device) {
+  if (!device.is_cuda()) return;
+#if DRO_TORCH2
+  torch::cuda::synchronize(device.index() < 0 ? -1 : device.index());
+#else
+  // LibTorch 1.x has no public synchronize; a blocking copy of a scalar drains the stream.
+  torch::zeros({1}, torch::TensorOptions().device(device)).cpu();
+#endif
+}
+
+void allow_tf32(bool on) { at::globalContext().setAllowTF32CuBLAS(on); }
+
+AutocastGuard::AutocastGuard(const torch::Device& device, bool bf16) {
+  if (!bf16 || !device.is_cuda()) return;
+  active_ = true;
+#if DRO_TORCH2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 4)
+  prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+  prev_enabled_ = at::autocast::is_enabled();
+  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+  at::autocast::set_enabled(true);
+#endif
+}
+
+AutocastGuard::~AutocastGuard() {
+  if (!active_) return;
+#if DRO_TORCH2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 4)
+  at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
+#else
+  at::autocast::set_enabled(prev_enabled_);
+#endif
+  at::autocast::clear_cache();
 }
 
 std::string torch_version() {

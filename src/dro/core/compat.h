@@ -21,6 +21,25 @@ namespace dro::compat {
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& mask = {}, bool upcast = false);
 
+// Waits for queued kernels on `device` (no-op on CPU).
+void synchronize(const torch::Device& device);
+
+// Allows TF32 matrix products on CUDA (no-op elsewhere).
+void allow_tf32(bool on);
+
+// bf16 autocast on CUDA for the lifetime of the guard; does nothing when disabled or on CPU.
+class AutocastGuard {
+ public:
+  AutocastGuard(const torch::Device& device, bool bf16);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool active_ = false;
+  bool prev_enabled_ = false;
+};
+
 // Human-readable LibTorch version, e.g. "1.13.1".
 std::string torch_version();
 

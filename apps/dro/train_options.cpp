@@ -1,0 +1,159 @@
+#include "train_options.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "dro/core/error.h"
+#include "dro/io/atomic_file.h"
+#include "dro/io/json.h"
+
+namespace dro::app {
+namespace {
+
+std::string snake(std::string s) {
+  std::replace(s.begin(), s.end(), '-', '_');
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r");
+  const auto e = s.find_last_not_of(" \t\r");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+// A flat TOML file (key = value, # comments, optional [train] table) as JSON.
+io::OrderedJson read_flat_toml(const std::string& path) {
+  std::istringstream in(io::read_file(path));
+  io::OrderedJson j = io::OrderedJson::object();
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    std::string s = line;
+    bool in_str = false;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '"') in_str = !in_str;
+      if (s[i] == '#' && !in_str) {
+        s = s.substr(0, i);
+        break;
+      }
+    }
+    s = trim(s);
+    if (s.empty() || s == "[train]") continue;
+    if (s[0] == '[') throw UsageError(cat("[config] ", path, ":", n, ": only a flat [train] table is supported"));
+    const auto eq = s.find('=');
+    if (eq == std::string::npos) throw UsageError(cat("[config] ", path, ":", n, ": expected key = value"));
+    const std::string key = trim(s.substr(0, eq));
+    const std::string val = trim(s.substr(eq + 1));
+    try {
+      // TOML scalars are valid JSON for strings (basic), numbers and booleans.
+      j[key] = io::OrderedJson::parse(val);
+    } catch (const std::exception&) {
+      throw UsageError(cat("[config] ", path, ":", n, ": cannot read the value of '", key, "': ", val));
+    }
+  }
+  return j;
+}
+
+}  // namespace
+
+void add_train_flags(CLI::App* cmd, TrainFlags& f) {
+  auto& c = f.cli;
+  cmd->add_option("--config", f.config_file,
+                  "JSON (official train.py style, snake_case keys) or flat TOML file of options; "
+                  "flags given on the command line override it");
+  cmd->add_option("--pretrained-model-name-or-path,--model", c.pretrained_model_name_or_path,
+                  "diffusers model folder (SD1.5 or SDXL layout)");
+  cmd->add_option("--unet", c.unet, "start from this UNet folder instead of MODEL/unet");
+  cmd->add_option("--variant", c.variant, "weights variant of the model, e.g. fp16");
+  cmd->add_option("--train-dataset", c.train_dataset,
+                  "expert folder: DIR/<id>/caption.txt + one .png/.jpg per sub-folder");
+  cmd->add_option("--logdir", c.logdir, "run folder: checkpoints, state, logs")->capture_default_str();
+  cmd->add_option("--seed", c.seed, "seed of every random stream")->capture_default_str();
+  cmd->add_option("--resolution", c.resolution, "training image size (shorter side, then crop)")->capture_default_str();
+  cmd->add_flag("--random-crop,!--no-random-crop", c.random_crop, "random instead of center crop");
+  cmd->add_flag("--random-flip,!--no-random-flip", c.random_flip, "random horizontal flips (default on)");
+  cmd->add_option("--random-drop-prompt-probability", c.random_drop_prompt_probability,
+                  "probability of replacing a caption by \"\"")->capture_default_str();
+  cmd->add_flag("--skip-bad-images", c.skip_bad_images,
+                "skip (and count) expert folders whose caption or image is missing or unreadable instead of failing");
+  cmd->add_option("--dataloader-num-workers", c.dataloader_num_workers, "image decoding threads")->capture_default_str();
+  cmd->add_option("--objective", c.objective, "training objective (dro)")->capture_default_str();
+  cmd->add_option("--batch-size", c.batch_size, "pairs per micro-step")->capture_default_str();
+  cmd->add_option("--num-steps", c.num_steps, "micro-steps (forward/backward passes)")->capture_default_str();
+  cmd->add_option("--gradient-accumulation-steps", c.gradient_accumulation_steps,
+                  "micro-steps per optimisation step")->capture_default_str();
+  cmd->add_flag("--gradient-checkpointing,!--no-gradient-checkpointing", c.gradient_checkpointing,
+                "recompute activations in backward to save memory");
+  cmd->add_option("--learning-rate", c.learning_rate, "AdamW learning rate")->capture_default_str();
+  cmd->add_flag("--scale-lr,!--no-scale-lr", c.scale_lr,
+                "multiply the learning rate by accumulation x batch size x processes");
+  cmd->add_option("--lr-scheduler", c.lr_scheduler,
+                  "linear | cosine | cosine_with_restarts | polynomial | constant | constant_with_warmup")
+      ->capture_default_str();
+  cmd->add_option("--lr-warmup-steps", c.lr_warmup_steps, "warmup length in micro-steps")->capture_default_str();
+  cmd->add_option("--adam-beta1", c.adam_beta1, "AdamW beta1")->capture_default_str();
+  cmd->add_option("--adam-beta2", c.adam_beta2, "AdamW beta2")->capture_default_str();
+  cmd->add_option("--adam-weight-decay", c.adam_weight_decay, "AdamW weight decay")->capture_default_str();
+  cmd->add_option("--adam-epsilon", c.adam_epsilon, "AdamW epsilon")->capture_default_str();
+  cmd->add_option("--max-grad-norm", c.max_grad_norm, "global gradient-norm clip (0 disables)")->capture_default_str();
+  cmd->add_option("--margin", c.margin, "hinge margin of the ranking loss")->capture_default_str();
+  cmd->add_option("--mixed-precision", c.mixed_precision,
+                  "auto | no | bf16 (bf16 autocast on CUDA with fp32 master weights; auto = bf16 on CUDA, no on CPU)")
+      ->capture_default_str();
+  cmd->add_flag("--pure-bf16", c.pure_bf16, "official behaviour: bf16 weights, optimiser state and EMA");
+  cmd->add_flag("--use-ema,!--no-use-ema", c.use_ema, "keep an EMA of the weights (checkpoints hold it)");
+  cmd->add_flag("--offload-ema,!--no-offload-ema", c.offload_ema, "hold the EMA on the CPU");
+  cmd->add_option("--ema-decay", c.ema_decay, "EMA decay cap")->capture_default_str();
+  cmd->add_flag("--allow-tf32,!--no-allow-tf32", c.allow_tf32, "TF32 matmuls on CUDA");
+  cmd->add_option("--buffer-size", c.buffer_size, "replay buffer capacity in trajectories")->capture_default_str();
+  cmd->add_option("--buffer-scheduler", c.buffer_scheduler, "ddpm | ddim | dpmsolver++")->capture_default_str();
+  cmd->add_option("--buffer-batch-size", c.buffer_batch_size, "trajectories sampled per refill batch")->capture_default_str();
+  cmd->add_option("--buffer-batch-accumulation", c.buffer_batch_accumulation, "refill batches per refill")->capture_default_str();
+  cmd->add_option("--buffer-num-inference-steps", c.buffer_num_inference_steps, "sampler steps per trajectory")->capture_default_str();
+  cmd->add_option("--buffer-guidance-scale", c.buffer_guidance_scale, "guidance when sampling the policy")->capture_default_str();
+  cmd->add_option("--buffer-sample-steps", c.buffer_sample_steps, "micro-steps between refills")->capture_default_str();
+  cmd->add_option("--buffer-update-steps", c.buffer_update_steps,
+                  "micro-steps between copies of the trained weights into the policy")->capture_default_str();
+  cmd->add_flag("--buffer-perturb-timesteps,!--no-buffer-perturb-timesteps", c.buffer_perturb_timesteps,
+                "per-sample randomly shifted timesteps when sampling the policy (default on)");
+  cmd->add_flag("--buffer-official-sigmas", c.buffer_official_sigmas,
+                "DPM-Solver++: integrate every sample on sample 0's noise levels, as the official patch");
+  cmd->add_flag("--buffer-cpu", c.buffer_cpu, "hold the replay buffer in CPU memory");
+  cmd->add_option("--checkpointing-steps", c.checkpointing_steps,
+                  "micro-steps between state saves and ckpt-N/unet checkpoints")->capture_default_str();
+  cmd->add_flag("--resume,!--no-resume", c.resume, "continue from LOGDIR/state");
+  cmd->add_option("--log-every", c.log_every, "optimisation steps between metric records")->capture_default_str();
+  cmd->add_option("--device", c.device, "auto | cpu | cuda | cuda:N")->capture_default_str();
+  cmd->add_flag("--quiet", c.quiet, "no progress display");
+}
+
+train::TrainConfig resolve_train_config(CLI::App* cmd, const TrainFlags& f) {
+  train::TrainConfig cfg;
+  if (!f.config_file.empty()) {
+    const bool toml = f.config_file.size() > 5 && f.config_file.substr(f.config_file.size() - 5) == ".toml";
+    io::OrderedJson j = toml ? read_flat_toml(f.config_file) : io::read_json(f.config_file);
+    if (j.contains("buffer_scheduler") && j["buffer_scheduler"].is_string()) {
+      std::string v = j["buffer_scheduler"];
+      std::transform(v.begin(), v.end(), v.begin(), ::tolower);
+      j["buffer_scheduler"] = v;  // the official spelling is DPMSolver++ / DDPM / DDIM
+    }
+    cfg.update_from_json(j, f.config_file);
+  }
+  // Flags given on the command line win.
+  const io::OrderedJson all = f.cli.to_json();
+  io::OrderedJson given = io::OrderedJson::object();
+  for (const CLI::Option* o : cmd->get_options()) {
+    if (o->count() == 0) continue;
+    std::string name = o->get_name(false, true);  // the first long name
+    if (name.rfind("--", 0) == 0) name = name.substr(2);
+    name = snake(name);
+    if (name == "model") name = "pretrained_model_name_or_path";
+    if (all.contains(name)) given[name] = all[name];
+  }
+  cfg.update_from_json(given, "command line");
+  return cfg;
+}
+
+}  // namespace dro::app

@@ -1,0 +1,185 @@
+#include "dro/data/expert_dataset.h"
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+
+#include "dro/core/error.h"
+#include "dro/core/rng.h"
+#include "dro/io/atomic_file.h"
+#include "dro/io/image.h"
+
+namespace dro::data {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+// A uniform double in [0, 1) from a 64-bit hash.
+double unit_from(uint64_t h) { return static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0); }
+
+}  // namespace
+
+ExpertDataset ExpertDataset::scan(const fs::path& root, bool skip_bad) {
+  if (!fs::is_directory(root))
+    throw IoError(cat("[data] --train-dataset ", root.string(), " is not a folder"));
+  std::vector<fs::path> dirs;
+  for (const auto& e : fs::directory_iterator(root))
+    if (e.is_directory()) dirs.push_back(e.path());
+  std::sort(dirs.begin(), dirs.end());
+  ExpertDataset d;
+  for (const auto& dir : dirs) {
+    const fs::path cap = dir / "caption.txt";
+    fs::path image;
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(dir)) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const char* ext : {".png", ".jpg", ".jpeg"}) {
+      for (const auto& f : files)
+        if (lower(f.extension().string()) == ext) {
+          image = f;
+          break;
+        }
+      if (!image.empty()) break;
+    }
+    std::string problem;
+    if (!fs::exists(cap)) problem = cat(dir.string(), ": no caption.txt");
+    else if (image.empty()) problem = cat(dir.string(), ": no .png/.jpg image");
+    else if (skip_bad) {
+      // Decode once now so a corrupt file is skipped here rather than failing mid-training.
+      try {
+        io::read_image(image, 3);
+      } catch (const IoError& err) {
+        problem = err.what();
+      }
+    }
+    if (!problem.empty()) {
+      if (!skip_bad)
+        throw IoError(cat("[data] ", problem, " (pass --skip-bad-images to skip such folders)"));
+      ++d.skipped_;
+      std::cerr << "[data] warning: skipping " << problem << "\n";
+      continue;
+    }
+    std::string prompt = io::read_file(cap);
+    while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == '\r')) prompt.pop_back();
+    d.entries_.push_back({image, prompt});
+  }
+  if (d.entries_.empty())
+    throw IoError(cat("[data] ", root.string(), ": no examples (expected sub-folders each holding ",
+                      "caption.txt and one .png/.jpg image)"));
+  return d;
+}
+
+ExpertItem ExpertDataset::load(int64_t i, const TransformOptions& t, double flip_draw,
+                               double crop_x_draw, double crop_y_draw) const {
+  const auto& e = entries_.at(i);
+  io::Image img = io::read_image(e.image, 3);
+  if (img.width < 10 || img.height < 10)  // the official loader replaces such images by black
+    img = io::Image(static_cast<int>(t.resolution), static_cast<int>(t.resolution), 3);
+  const int64_t orig_h = img.height, orig_w = img.width;
+  const int res = static_cast<int>(t.resolution);
+  io::Image r = io::resize_shorter_side(img, res);
+  if (t.random_flip && flip_draw < 0.5) r = io::flip_horizontal(r);
+  int y0, x0;
+  if (t.random_crop) {
+    y0 = static_cast<int>(std::floor(crop_y_draw * (r.height - res + 1)));
+    x0 = static_cast<int>(std::floor(crop_x_draw * (r.width - res + 1)));
+  } else {
+    y0 = std::max(0, static_cast<int>(std::lround((r.height - res) / 2.0)));
+    x0 = std::max(0, static_cast<int>(std::lround((r.width - res) / 2.0)));
+  }
+  r = io::crop(r, x0, y0, res, res);
+  ExpertItem item;
+  item.prompt = e.prompt;
+  item.image = io::to_tensor(r, io::PixelRange::kMinusOneOne);
+  item.add_time_ids = torch::tensor({float(orig_h), float(orig_w), float(y0), float(x0), float(res), float(res)});
+  item.index = i;
+  return item;
+}
+
+ExpertLoader::ExpertLoader(const ExpertDataset* dataset, TransformOptions transform, uint64_t seed,
+                           int64_t num_workers, int64_t shard, int64_t num_shards)
+    : dataset_(dataset), transform_(transform), seed_(seed), workers_(std::max<int64_t>(1, num_workers)),
+      shard_(shard), num_shards_(num_shards) {
+  if (dataset_->size() < num_shards_)
+    throw UsageError(cat("[data] ", dataset_->size(), " examples cannot be split over ", num_shards_,
+                         " processes"));
+}
+
+ExpertLoader::~ExpertLoader() {
+  for (auto& f : queue_)
+    if (f.valid()) f.wait();
+}
+
+int64_t ExpertLoader::epoch_length() const { return dataset_->size() / num_shards_; }
+
+std::vector<int64_t> ExpertLoader::order(int64_t epoch) const {
+  auto gen = make_generator(derive_seed(seed_, "shuffle", static_cast<uint64_t>(epoch)));
+  auto perm = torch::randperm(dataset_->size(), gen, torch::kLong);
+  std::vector<int64_t> all(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + perm.numel());
+  // Rank `shard` takes every num_shards-th example (equal-size shards, the tail dropped).
+  std::vector<int64_t> mine;
+  for (int64_t i = shard_; i < epoch_length() * num_shards_; i += num_shards_) mine.push_back(all[i]);
+  return mine;
+}
+
+void ExpertLoader::fill() {
+  while (static_cast<int64_t>(queue_.size()) < 2 * workers_) {
+    if (ahead_order_epoch_ != ahead_epoch_) {
+      ahead_order_ = order(ahead_epoch_);
+      ahead_order_epoch_ = ahead_epoch_;
+    }
+    const int64_t idx = ahead_order_[ahead_pos_];
+    const uint64_t h = derive_seed(seed_, "augment", static_cast<uint64_t>(ahead_epoch_) * 1000003ull +
+                                                         static_cast<uint64_t>(ahead_pos_));
+    const double flip = unit_from(derive_seed(h, "flip"));
+    const double cx = unit_from(derive_seed(h, "crop_x"));
+    const double cy = unit_from(derive_seed(h, "crop_y"));
+    const ExpertDataset* ds = dataset_;
+    const TransformOptions t = transform_;
+    queue_.push_back(std::async(std::launch::async, [ds, t, idx, flip, cx, cy] {
+      torch::NoGradGuard no_grad;
+      return ds->load(idx, t, flip, cx, cy);
+    }));
+    if (++ahead_pos_ >= epoch_length()) {
+      ahead_pos_ = 0;
+      ++ahead_epoch_;
+    }
+  }
+}
+
+ExpertLoader::Batch ExpertLoader::next(int64_t n) {
+  Batch b;
+  std::vector<torch::Tensor> images, ids;
+  for (int64_t k = 0; k < n; ++k) {
+    fill();
+    ExpertItem item = queue_.front().get();  // rethrows a decoding error naming the file
+    queue_.pop_front();
+    b.prompts.push_back(item.prompt);
+    b.indices.push_back(item.index);
+    images.push_back(item.image);
+    ids.push_back(item.add_time_ids);
+    if (++position_ >= epoch_length()) {
+      position_ = 0;
+      ++epoch_;
+    }
+  }
+  fill();
+  b.images = torch::stack(images);
+  b.add_time_ids = torch::stack(ids);
+  return b;
+}
+
+void ExpertLoader::seek(int64_t epoch, int64_t position) {
+  for (auto& f : queue_)
+    if (f.valid()) f.wait();
+  queue_.clear();
+  epoch_ = ahead_epoch_ = epoch;
+  position_ = ahead_pos_ = position;
+}
+
+}  // namespace dro::data

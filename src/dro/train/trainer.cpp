@@ -1,0 +1,553 @@
+#include "dro/train/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <iostream>
+#include <optional>
+
+#include "dro/core/compat.h"
+#include "dro/core/error.h"
+#include "dro/core/progress.h"
+#include "dro/core/rng.h"
+#include "dro/data/expert_dataset.h"
+#include "dro/io/atomic_file.h"
+#include "dro/io/json.h"
+#include "dro/io/safetensors.h"
+#include "dro/models/autoencoder_kl.h"
+#include "dro/models/unet.h"
+#include "dro/pipeline/denoise.h"
+#include "dro/pipeline/prompt_encoder.h"
+#include "dro/sched/noise_schedule.h"
+#include "dro/sched/scheduler.h"
+#include "dro/sched/timesteps.h"
+#include "dro/train/ema.h"
+#include "dro/train/lr_schedule.h"
+#include "dro/train/objective.h"
+#include "dro/train/optimizer_state.h"
+#include "dro/train/replay_buffer.h"
+#include "dro/train/tensorboard.h"
+
+namespace dro::train {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::vector<torch::Tensor> parameters_of(torch::nn::Module& m) { return m.parameters(true); }
+
+torch::Device pick_device(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  try {
+    torch::Device d(name);
+    if (d.is_cuda() && !torch::cuda::is_available())
+      throw UsageError(cat("[train] --device ", name, ": CUDA is not available"));
+    return d;
+  } catch (const c10::Error&) {
+    throw UsageError(cat("[train] --device '", name, "' is not a device (auto, cpu, cuda, cuda:N)"));
+  }
+}
+
+// Loss statistics accumulated over one optimisation step.
+struct StepStats {
+  std::map<std::string, double> sums;
+  int64_t n = 0;
+  void add(const ObjectiveOutput& o, double loss) {
+    sums["loss"] += loss;
+    for (const auto& [k, v] : o.stats) sums[k] += v.mean().item<double>();
+    ++n;
+  }
+  void clear() {
+    sums.clear();
+    n = 0;
+  }
+};
+
+}  // namespace
+
+struct Trainer::Impl {
+  TrainConfig cfg;
+  TrainerOptions opts;
+  torch::Device device = torch::kCPU;
+  torch::Dtype dtype = torch::kFloat32;  // weights and activations of the frozen models
+  bool autocast_bf16 = false;
+
+  io::ModelFolder folder;
+  std::optional<pipeline::PromptEncoder> prompts;
+  models::AutoencoderKL vae{nullptr};
+  models::UNet2DConditionModel unet{nullptr}, unet_ref{nullptr}, unet_policy{nullptr};
+  bool policy_shared = false;  // the policy equals the trained weights at every sampling
+  sched::SchedulerConfig sched_config;
+  sched::NoiseSchedule noise;
+  std::unique_ptr<Objective> objective;
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::vector<torch::Tensor> params;
+  std::vector<std::string> param_names;
+  std::unique_ptr<Ema> ema;
+  LrSchedule lr;
+  std::unique_ptr<ReplayBuffer> buffer;
+
+  std::optional<data::ExpertDataset> dataset;
+  std::unique_ptr<data::ExpertLoader> loader;
+  at::Generator filler_gen, learner_gen, random_data_gen;
+
+  int64_t step = 0;      // micro-steps done
+  int64_t opt_step = 0;  // optimisation steps done
+  int64_t latent_channels = 4, latent_size = 64;
+  StepStats stats;
+  PhaseTimes times;
+  double last_grad_norm = 0;
+  std::unique_ptr<TensorBoardWriter> tb;
+  std::unique_ptr<std::ofstream> jsonl;
+
+  void sync() {
+    if (opts.profile && device.is_cuda()) compat::synchronize(device);
+  }
+
+  Impl(TrainConfig c, TrainerOptions o) : cfg(std::move(c)), opts(o) {
+    cfg.validate();
+    device = pick_device(cfg.device);
+    std::string mp = cfg.mixed_precision == "auto" ? (device.is_cuda() ? "bf16" : "no") : cfg.mixed_precision;
+    if (mp == "fp16")
+      throw UsageError("[train] --mixed-precision fp16 is not supported; use bf16 (CUDA) or no");
+    if (mp == "bf16" && !device.is_cuda() && !cfg.pure_bf16)
+      throw UsageError("[train] --mixed-precision bf16 autocast needs CUDA; on CPU use no, or "
+                       "--pure-bf16 for the official bf16-everywhere behaviour");
+    cfg.mixed_precision = mp;
+    if (cfg.pure_bf16) dtype = torch::kBFloat16;
+    autocast_bf16 = mp == "bf16" && !cfg.pure_bf16;
+    if (cfg.allow_tf32) compat::allow_tf32(true);
+
+    filler_gen = make_generator(derive_seed(cfg.seed, "filler"));
+    learner_gen = make_generator(derive_seed(cfg.seed, "learner"));
+    random_data_gen = make_generator(derive_seed(cfg.seed, "random-data"));
+
+    load_models();
+    load_data();
+    objective = make_objective(cfg.objective, cfg.margin);
+    buffer = std::make_unique<ReplayBuffer>(cfg.buffer_size, cfg.buffer_cpu ? torch::Device(torch::kCPU) : device,
+                                            dtype);
+    double base_lr = cfg.learning_rate;
+    if (cfg.scale_lr) base_lr *= cfg.gradient_accumulation_steps * cfg.batch_size;
+    lr.name = cfg.lr_scheduler;
+    lr.base_lr = base_lr;
+    lr.warmup_steps = cfg.lr_warmup_steps / cfg.gradient_accumulation_steps;
+    lr.total_steps = cfg.optimisation_steps();
+    lr.validate();
+    optimizer = std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(base_lr)
+                    .betas({cfg.adam_beta1, cfg.adam_beta2})
+                    .weight_decay(cfg.adam_weight_decay)
+                    .eps(cfg.adam_epsilon));
+    if (cfg.use_ema)
+      ema = std::make_unique<Ema>(params, cfg.ema_decay, cfg.offload_ema ? torch::Device(torch::kCPU) : device);
+  }
+
+  void load_models() {
+    folder = io::ModelFolder::open(cfg.pretrained_model_name_or_path);
+    nn::LoadOptions lo;
+    lo.device = device;
+    lo.dtype = dtype;
+    prompts = pipeline::PromptEncoder::load(folder, lo, cfg.variant);
+    vae = models::load_vae(folder.component("vae").dir, lo, cfg.variant);
+    vae->eval();
+    const fs::path unet_dir = cfg.unet.empty() ? folder.component("unet").dir : fs::path(cfg.unet);
+    const std::string unet_variant = cfg.unet.empty() ? cfg.variant : "";
+    unet_ref = models::load_unet(unet_dir, lo, unet_variant);
+    unet_ref->eval();
+    for (auto& p : unet_ref->parameters()) p.set_requires_grad(false);
+    unet = models::load_unet(unet_dir, lo, unet_variant);
+    unet->train();
+    unet->set_gradient_checkpointing(cfg.gradient_checkpointing);
+    // With buffer_update_steps dividing gradient_accumulation_steps the policy is refreshed right
+    // after every optimiser step, so it always equals the trained weights: sample with those
+    // (no third copy in memory, identical results).
+    policy_shared = cfg.gradient_accumulation_steps % cfg.buffer_update_steps == 0;
+    if (!policy_shared) {
+      unet_policy = models::load_unet(unet_dir, lo, unet_variant);
+      unet_policy->eval();
+      for (auto& p : unet_policy->parameters()) p.set_requires_grad(false);
+    }
+    for (const auto& p : unet->named_parameters(true)) {
+      params.push_back(p.value());
+      param_names.push_back(p.key());
+    }
+    sched_config = sched::SchedulerConfig::load(folder.component("scheduler").dir);
+    noise = sched::NoiseSchedule::from_config(sched_config);
+    latent_channels = unet->config().in_channels;
+    const int64_t f = vae->config().scale_factor();
+    if (cfg.resolution % f != 0)
+      throw UsageError(cat("[train] --resolution ", cfg.resolution, " must be a multiple of the VAE scale ", f));
+    latent_size = cfg.resolution / f;
+    if (prompts->sdxl() != unet->needs_added_conditions())
+      throw IoError(cat("[train] ", folder.root.string(), ": UNet and text encoders disagree on SDXL"));
+  }
+
+  void load_data() {
+    if (opts.random_data) return;
+    dataset = data::ExpertDataset::scan(cfg.train_dataset, cfg.skip_bad_images);
+    data::TransformOptions t{cfg.resolution, cfg.random_flip, cfg.random_crop};
+    loader = std::make_unique<data::ExpertLoader>(&*dataset, t, derive_seed(cfg.seed, "data"),
+                                                  cfg.dataloader_num_workers);
+  }
+
+  data::ExpertLoader::Batch next_expert(int64_t n) {
+    if (!opts.random_data) return loader->next(n);
+    data::ExpertLoader::Batch b;
+    b.prompts.assign(n, opts.random_prompt);
+    b.images = torch::rand({n, 3, cfg.resolution, cfg.resolution}, random_data_gen) * 2 - 1;
+    b.add_time_ids = torch::tensor({float(cfg.resolution), float(cfg.resolution), 0.f, 0.f,
+                                    float(cfg.resolution), float(cfg.resolution)})
+                         .repeat({n, 1});
+    return b;
+  }
+
+  models::UNet2DConditionModel& policy() { return policy_shared ? unet : unet_policy; }
+
+  // One batch of policy trajectories for buffer_batch_size expert examples.
+  void fill_buffer_once() {
+    auto t0 = Clock::now();
+    auto batch = next_expert(cfg.buffer_batch_size);
+    times.data += seconds_since(t0);
+    t0 = Clock::now();
+    const int64_t B = cfg.buffer_batch_size;
+    std::vector<std::string> captions;
+    for (const auto& p : batch.prompts) {
+      // Prompt dropout: the same (possibly empty) caption conditions sampling and learning.
+      const bool drop = at::rand({1}, filler_gen).item<double>() < cfg.random_drop_prompt_probability;
+      captions.push_back(drop ? std::string() : p);
+    }
+    // No-grad rather than inference mode: the stored tensors later feed autograd as inputs.
+    torch::NoGradGuard no_grad;
+    auto emb = prompts->encode(captions);
+    auto images = batch.images.to(device, dtype);
+    auto x0 = vae->scale_latents(vae->encode(images).sample(filler_gen));  // [B, C, h, w]
+    auto xT = randn({B, latent_channels, latent_size, latent_size}, filler_gen,
+                    torch::TensorOptions().device(device).dtype(dtype));
+    sched::SchedulerOptions so;
+    so.official_sigma_sharing = cfg.buffer_official_sigmas;
+    auto scheduler = sched::make_scheduler(cfg.buffer_scheduler, sched_config, so);
+    if (cfg.buffer_perturb_timesteps) {
+      scheduler->set_timesteps(sched::perturbed_timesteps(cfg.buffer_num_inference_steps,
+                                                          noise.num_train_timesteps(), B, &filler_gen));
+    } else {
+      scheduler->set_timesteps(cfg.buffer_num_inference_steps);
+    }
+    pipeline::Conditioning cond;
+    torch::Tensor time_ids;
+    if (prompts->sdxl()) {
+      const float r = static_cast<float>(cfg.resolution);
+      time_ids = torch::tensor({r, r, 0.f, 0.f, r, r}).repeat({B, 1}).to(device, dtype);
+    }
+    const bool cfg_guidance = cfg.buffer_guidance_scale > 1.0;
+    if (cfg_guidance) {
+      auto neg = prompts->force_zeros_for_empty_prompt() ? prompts->zeros(B)
+                                                         : prompts->encode(std::vector<std::string>(B, ""));
+      cond.embeds = torch::cat({neg.embeds, emb.embeds});
+      if (emb.pooled.defined()) cond.text_embeds = torch::cat({neg.pooled, emb.pooled});
+      if (time_ids.defined()) cond.time_ids = torch::cat({time_ids, time_ids});
+    } else {
+      cond.embeds = emb.embeds;
+      cond.text_embeds = emb.pooled;
+      cond.time_ids = time_ids;
+    }
+    std::vector<torch::Tensor> ts, xts, epss;
+    pipeline::DenoiseOptions d;
+    d.guidance_scale = cfg.buffer_guidance_scale;
+    d.generator = &filler_gen;
+    d.hook = [&](int64_t, const torch::Tensor& t, const torch::Tensor& x, const torch::Tensor& e) {
+      ts.push_back(t.to(torch::kCPU, torch::kLong));
+      xts.push_back(x.clone());
+      epss.push_back(e.clone());
+    };
+    pipeline::denoise(policy(), *scheduler, xT * scheduler->init_noise_sigma(), cond, d);
+    TrajectoryBatch tb;
+    tb.c = emb.embeds;
+    tb.x0 = x0;
+    tb.t = torch::stack(ts, 1);      // [B, T]
+    tb.xt = torch::stack(xts, 1);    // [B, T, C, h, w]
+    tb.eps = torch::stack(epss, 1);  // [B, T, C, h, w]
+    if (prompts->sdxl()) {
+      tb.c_pooled = emb.pooled;
+      tb.add_time_ids = batch.add_time_ids.to(device, dtype);
+    }
+    buffer->commit(tb);
+    sync();
+    times.buffer += seconds_since(t0);
+  }
+
+  Denoiser denoiser(models::UNet2DConditionModel& m, double* timer) {
+    return [this, &m, timer](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& c,
+                             const torch::Tensor& te, const torch::Tensor& ids) {
+      auto t0 = Clock::now();
+      compat::AutocastGuard ac(device, autocast_bf16);
+      auto out = m->forward(x, t, c, te, ids);
+      sync();
+      *timer += seconds_since(t0);
+      return out;
+    };
+  }
+
+  int64_t micro_step() {
+    const int64_t s = step + 1;
+    if (buffer->size() == 0 || s % cfg.buffer_sample_steps == 0) {
+      int64_t accumulation = cfg.buffer_batch_accumulation;
+      if (buffer->size() == 0)  // first fill: at least one learning batch
+        accumulation = std::max(accumulation, (cfg.batch_size + cfg.buffer_batch_size - 1) / cfg.buffer_batch_size);
+      for (int64_t i = 0; i < accumulation; ++i) fill_buffer_once();
+    }
+    auto sample = buffer->sample(cfg.batch_size, learner_gen, device);
+    ObjectiveBatch ob;
+    ob.t = sample.t;
+    ob.c = sample.c;
+    ob.eps_expert = randn(sample.x0.sizes(), learner_gen, sample.x0.options());
+    ob.xt_expert = noise.add_noise(sample.x0, ob.eps_expert, sample.t);
+    ob.xt_policy = sample.xt;
+    ob.eps_policy = sample.eps;
+    ob.text_embeds = sample.c_pooled;
+    ob.time_ids = sample.add_time_ids;
+    auto out = objective->compute(denoiser(unet, &times.trained_forward), denoiser(unet_ref, &times.reference), ob);
+    const double loss_value = out.loss.item<double>();
+    if (!std::isfinite(loss_value))
+      throw Error(cat("[train] the loss became ", loss_value, " at micro-step ", s,
+                      "; stopping without writing state (the last saved state in ", cfg.logdir,
+                      "/state is intact). Lower --learning-rate or check the data."));
+    auto t0 = Clock::now();
+    (out.loss / static_cast<double>(cfg.gradient_accumulation_steps)).backward();
+    sync();
+    times.backward += seconds_since(t0);
+    stats.add(out, loss_value);
+    step = s;
+    ++times.micro_steps;
+    if (s % cfg.gradient_accumulation_steps == 0) optimise();
+    if (!policy_shared && s % cfg.buffer_update_steps == 0) refresh_policy();
+    return s;
+  }
+
+  void refresh_policy() {
+    torch::NoGradGuard no_grad;
+    auto dst = unet_policy->parameters(true);
+    for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(params[i]);
+  }
+
+  void optimise() {
+    auto t0 = Clock::now();
+    torch::NoGradGuard no_grad;
+    if (cfg.max_grad_norm > 0) {
+      last_grad_norm = torch::nn::utils::clip_grad_norm_(params, cfg.max_grad_norm);
+    } else {
+      double sq = 0;
+      for (const auto& p : params)
+        if (p.grad().defined()) sq += p.grad().to(torch::kFloat64).square().sum().item<double>();
+      last_grad_norm = std::sqrt(sq);
+    }
+    const double rate = lr.lr(opt_step);
+    for (auto& g : optimizer->param_groups())
+      static_cast<torch::optim::AdamWOptions&>(g.options()).lr(rate);
+    optimizer->step();
+    optimizer->zero_grad();
+    if (ema) ema->update(params);
+    ++opt_step;
+    sync();
+    times.optimizer += seconds_since(t0);
+    if (opts.write_outputs) log_step(rate);
+    stats.clear();
+  }
+
+  void log_step(double rate) {
+    if (opt_step % cfg.log_every != 0 && opt_step != cfg.optimisation_steps()) return;
+    io::OrderedJson j;
+    j["step"] = step;
+    j["opt_step"] = opt_step;
+    for (const auto& [k, v] : stats.sums) {
+      const double m = v / std::max<int64_t>(1, stats.n);
+      j["loss/" + k] = m;
+      tb->add_scalar("loss/" + k, m, step);
+    }
+    j["lr"] = rate;
+    j["grad_norm"] = last_grad_norm;
+    j["buffer_size"] = buffer->size();
+    tb->add_scalar("params/lr", rate, step);
+    tb->add_scalar("params/grad_norm", last_grad_norm, step);
+    tb->add_scalar("params/buffer_size", static_cast<double>(buffer->size()), step);
+    tb->flush();
+    *jsonl << j.dump() << "\n";
+    jsonl->flush();
+  }
+
+  // ---- checkpoints and state -------------------------------------------------------------------
+
+  io::NamedTensors unet_tensors(bool use_ema) {
+    io::NamedTensors t;
+    for (size_t i = 0; i < params.size(); ++i)
+      t.emplace_back(param_names[i], use_ema && ema ? ema->shadow()[i] : params[i]);
+    for (const auto& b : unet->named_buffers(true)) t.emplace_back(b.key(), b.value());
+    return t;
+  }
+
+  void write_unet_folder(const fs::path& dir, bool use_ema) {
+    const fs::path tmp = dir.string() + ".tmp." + std::to_string(::getpid());
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    auto tensors = unet_tensors(use_ema);
+    for (auto& [n, v] : tensors) v = v.to(torch::kCPU, torch::kFloat32);
+    io::save_safetensors(tmp / "diffusion_pytorch_model.safetensors", tensors, {{"format", "pt"}});
+    io::write_json(tmp / "config.json", unet->config().raw);
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    fs::create_directories(dir.parent_path());
+    fs::rename(tmp, dir);
+  }
+
+  void save(bool checkpoint) {
+    const fs::path logdir = cfg.logdir;
+    fs::create_directories(logdir);
+    const fs::path final_dir = logdir / "state";
+    const fs::path tmp = logdir / ("state.tmp." + std::to_string(::getpid()));
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    io::save_safetensors(tmp / "unet.safetensors", unet_tensors(false));
+    if (!policy_shared) {
+      io::NamedTensors pol;
+      for (const auto& p : unet_policy->named_parameters(true)) pol.emplace_back(p.key(), p.value());
+      io::save_safetensors(tmp / "policy.safetensors", pol);
+    }
+    io::save_safetensors(tmp / "optimizer.safetensors", adamw_state(*optimizer, params));
+    if (ema) {
+      io::NamedTensors e;
+      for (size_t i = 0; i < params.size(); ++i) e.emplace_back(param_names[i], ema->shadow()[i]);
+      io::save_safetensors(tmp / "ema.safetensors", e);
+    }
+    buffer->save(tmp / "buffer.safetensors");
+    io::save_safetensors(tmp / "rng.safetensors", {{"filler", generator_state(filler_gen)},
+                                                    {"learner", generator_state(learner_gen)},
+                                                    {"random_data", generator_state(random_data_gen)}});
+    io::OrderedJson st;
+    st["format"] = "dro-train-state-1";
+    st["step"] = step;
+    st["opt_step"] = opt_step;
+    st["ema_updates"] = ema ? ema->updates() : 0;
+    st["data_epoch"] = loader ? loader->epoch() : 0;
+    st["data_position"] = loader ? loader->position() : 0;
+    st["world_size"] = 1;
+    st["config"] = cfg.to_json();
+    io::write_json(tmp / "training_state.json", st);
+    // Swap in the new state: a crash leaves either the old or the new folder complete.
+    const fs::path old = logdir / "state.old";
+    std::error_code ec;
+    fs::remove_all(old, ec);
+    if (fs::exists(final_dir)) fs::rename(final_dir, old);
+    fs::rename(tmp, final_dir);
+    fs::remove_all(old, ec);
+    if (checkpoint) write_unet_folder(logdir / cat("ckpt-", step) / "unet", /*use_ema=*/true);
+  }
+
+  void load_state() {
+    fs::path dir = fs::path(cfg.logdir) / "state";
+    if (!fs::exists(dir) && fs::exists(fs::path(cfg.logdir) / "state.old")) dir = fs::path(cfg.logdir) / "state.old";
+    if (!fs::exists(dir / "training_state.json"))
+      throw IoError(cat("[train] --resume: no state in ", dir.string()));
+    auto st = io::read_json(dir / "training_state.json");
+    const std::string where = (dir / "training_state.json").string();
+    torch::NoGradGuard no_grad;
+    auto weights = io::load_safetensors(dir / "unet.safetensors");
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto it = weights.find(param_names[i]);
+      if (it == weights.end() || it->second.sizes() != params[i].sizes())
+        throw IoError(cat("[train] ", dir.string(), "/unet.safetensors: parameter '", param_names[i],
+                          "' missing or of another shape (state from another model?)"));
+      params[i].copy_(it->second);
+    }
+    if (!policy_shared) {
+      auto pol = io::load_safetensors(dir / "policy.safetensors");
+      for (const auto& p : unet_policy->named_parameters(true)) p.value().copy_(pol.at(p.key()));
+    }
+    set_adamw_state(*optimizer, params, io::load_safetensors(dir / "optimizer.safetensors"),
+                    (dir / "optimizer.safetensors").string());
+    if (ema) {
+      if (!fs::exists(dir / "ema.safetensors"))
+        throw IoError(cat("[train] ", dir.string(), ": no ema.safetensors but --use-ema is on"));
+      auto e = io::load_safetensors(dir / "ema.safetensors");
+      for (size_t i = 0; i < params.size(); ++i) ema->shadow()[i].copy_(e.at(param_names[i]));
+      ema->set_updates(st.value("ema_updates", int64_t(0)));
+    }
+    buffer->load(dir / "buffer.safetensors");
+    auto rng = io::load_safetensors(dir / "rng.safetensors");
+    set_generator_state(filler_gen, rng.at("filler").clone());
+    set_generator_state(learner_gen, rng.at("learner").clone());
+    set_generator_state(random_data_gen, rng.at("random_data").clone());
+    step = io::get_required<int64_t>(st, "step", where);
+    opt_step = io::get_required<int64_t>(st, "opt_step", where);
+    if (loader) loader->seek(st.value("data_epoch", int64_t(0)), st.value("data_position", int64_t(0)));
+    std::cerr << "[train] resumed from " << dir.string() << " at micro-step " << step << "\n";
+  }
+
+  void open_outputs() {
+    fs::create_directories(cfg.logdir);
+    tb = std::make_unique<TensorBoardWriter>(cfg.logdir);
+    jsonl = std::make_unique<std::ofstream>(fs::path(cfg.logdir) / "metrics.jsonl", std::ios::app);
+    io::write_json(fs::path(cfg.logdir) / "training_config.json", cfg.to_json());
+    if (step == 0) tb->add_text("training_config.json", cfg.to_json().dump(2), 0);
+  }
+
+  void print_header() {
+    std::cerr << "Training configuration\n"
+              << "- Model                   : " << cfg.pretrained_model_name_or_path
+              << (prompts->sdxl() ? " (SDXL)" : " (SD1.5 layout)") << "\n"
+              << "- Device / precision      : " << device << " / "
+              << (cfg.pure_bf16 ? "pure bf16" : cfg.mixed_precision) << "\n"
+              << "- Batch size per device   : " << cfg.batch_size << "\n"
+              << "- Gradient accumulation   : " << cfg.gradient_accumulation_steps << "\n"
+              << "- Effective batch size    : " << cfg.batch_size * cfg.gradient_accumulation_steps << "\n"
+              << "- Dataset size            : " << (dataset ? dataset->size() : 0)
+              << (dataset && dataset->skipped() ? cat(" (", dataset->skipped(), " skipped)") : "") << "\n"
+              << "- Micro-steps             : " << cfg.num_steps << "\n"
+              << "- Optimisation steps      : " << cfg.optimisation_steps() << "\n"
+              << "- Learning rate           : " << lr.base_lr << " (" << cfg.lr_scheduler << ")\n"
+              << "- Buffer                  : " << cfg.buffer_size << " trajectories of "
+              << cfg.buffer_num_inference_steps << " " << cfg.buffer_scheduler << " steps, guidance "
+              << cfg.buffer_guidance_scale << (policy_shared ? ", policy = trained weights" : "") << "\n"
+              << "- Resuming                : " << (cfg.resume ? "yes" : "no") << "\n"
+              << "- Run folder              : " << cfg.logdir << "\n"
+              << "Resolved config:\n" << cfg.to_json().dump(2) << "\n";
+  }
+
+  void run() {
+    if (cfg.resume) load_state();
+    if (opts.write_outputs) open_outputs();
+    print_header();
+    Progress progress("train", cfg.num_steps, cfg.quiet, step);
+    auto t0 = Clock::now();
+    const int64_t start = step;
+    while (step < cfg.num_steps) {
+      micro_step();
+      const double rate = (step - start) / std::max(1e-9, seconds_since(t0));
+      char extra[160];
+      std::snprintf(extra, sizeof(extra), "loss %.3e lr %.2e %.2f it/s", stats.n ? stats.sums["loss"] / stats.n : 0.0,
+                    lr.lr(opt_step), rate);
+      progress.tick(1, extra);
+      if (opts.write_outputs && step % cfg.checkpointing_steps == 0) save(true);
+    }
+    progress.finish();
+    if (opts.write_outputs && step % cfg.checkpointing_steps != 0) save(true);
+  }
+};
+
+Trainer::Trainer(TrainConfig config, TrainerOptions options)
+    : impl_(std::make_unique<Impl>(std::move(config), options)) {}
+Trainer::~Trainer() = default;
+void Trainer::run() { impl_->run(); }
+int64_t Trainer::micro_step() { return impl_->micro_step(); }
+int64_t Trainer::step() const { return impl_->step; }
+const PhaseTimes& Trainer::times() const { return impl_->times; }
+const TrainConfig& Trainer::config() const { return impl_->cfg; }
+models::UNet2DConditionModelImpl& Trainer::unet() { return *impl_->unet; }
+void Trainer::save(bool checkpoint) { impl_->save(checkpoint); }
+
+}  // namespace dro::train

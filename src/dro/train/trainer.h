@@ -1,0 +1,60 @@
+// The Diffusion-DRO trainer (the official train.py, step for step): a buffer filler that samples
+// policy trajectories for expert prompts into the replay buffer, and a learner that optimises the
+// objective on (expert, policy) pairs drawn from it with AdamW, LR schedule, clipping, gradient
+// accumulation and EMA; a lagged policy copy refreshed every buffer_update_steps; checkpoints in
+// diffusers layout and an exactly resumable state.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "dro/train/train_config.h"
+
+namespace dro::models {
+struct UNet2DConditionModelImpl;
+}
+
+namespace dro::train {
+
+// Seconds spent per phase, summed over micro-steps (for `dro bench train`).
+struct PhaseTimes {
+  double data = 0, buffer = 0, reference = 0, trained_forward = 0, backward = 0, optimizer = 0;
+  int64_t micro_steps = 0;
+};
+
+struct TrainerOptions {
+  // Replaces the expert folder with random images of the configured resolution and the given
+  // prompt (benchmarks); `train_dataset` is then not read.
+  bool random_data = false;
+  std::string random_prompt = "a photo";
+  bool profile = false;         // synchronise the device around phases so times are exact
+  bool write_outputs = true;    // logs, checkpoints and state (off for benchmarks)
+};
+
+class Trainer {
+ public:
+  explicit Trainer(TrainConfig config, TrainerOptions options = {});
+  ~Trainer();
+
+  // Trains until config.num_steps micro-steps, resuming from LOGDIR/state when config.resume.
+  void run();
+  // One micro-step (buffer refill when due, objective, backward, and the optimiser on the
+  // accumulation boundary). Returns the micro-step number just done (1-based).
+  int64_t micro_step();
+
+  int64_t step() const;
+  const PhaseTimes& times() const;
+  const TrainConfig& config() const;
+  models::UNet2DConditionModelImpl& unet();
+  // Writes LOGDIR/state (atomically) and, with `checkpoint`, LOGDIR/ckpt-<step>/unet.
+  void save(bool checkpoint);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dro::train
