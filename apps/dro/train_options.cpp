@@ -146,9 +146,8 @@ train::TrainConfig resolve_train_config(CLI::App* cmd, const TrainFlags& f) {
   io::OrderedJson given = io::OrderedJson::object();
   for (const CLI::Option* o : cmd->get_options()) {
     if (o->count() == 0) continue;
-    std::string name = o->get_name(false, true);  // the first long name
-    if (name.rfind("--", 0) == 0) name = name.substr(2);
-    name = snake(name);
+    if (o->get_lnames().empty()) continue;
+    std::string name = snake(o->get_lnames().front());
     if (name == "model") name = "pretrained_model_name_or_path";
     if (all.contains(name)) given[name] = all[name];
   }
