@@ -13,5 +13,6 @@ using Action = std::function<int()>;
 Action register_inspect(CLI::App& app);
 Action register_sample(CLI::App& app);
 Action register_train(CLI::App& app);
+Action register_bench(CLI::App& app);
 
 }  // namespace dro::app

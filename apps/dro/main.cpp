@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   add(dro::app::register_inspect);
   add(dro::app::register_sample);
   add(dro::app::register_train);
+  add(dro::app::register_bench);
 
   try {
     app.parse(argc, argv);
