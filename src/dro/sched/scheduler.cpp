@@ -6,6 +6,7 @@
 #include "dro/core/error.h"
 #include "dro/sched/ddim.h"
 #include "dro/sched/ddpm.h"
+#include "dro/sched/dpm_solver.h"
 #include "dro/sched/timesteps.h"
 
 namespace dro::sched {
@@ -126,7 +127,7 @@ std::string lower(std::string s) {
 }  // namespace
 
 std::vector<std::string> scheduler_names() {
-  return {"ddpm", "ddim"};
+  return {"ddpm", "ddim", "dpmsolver++"};
 }
 
 std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const SchedulerConfig& config,
@@ -134,7 +135,9 @@ std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const Schedul
   const std::string n = lower(name);
   if (n == "ddpm" || n == "ddpmscheduler") return std::make_unique<DdpmScheduler>(config);
   if (n == "ddim" || n == "ddimscheduler") return std::make_unique<DdimScheduler>(config, options);
-  throw UsageError(cat("[scheduler] unknown scheduler '", name, "' (ddpm, ddim)"));
+  if (n == "dpmsolver++" || n == "dpmsolvermultistepscheduler")
+    return std::make_unique<DpmSolverScheduler>(config, options);
+  throw UsageError(cat("[scheduler] unknown scheduler '", name, "' (ddpm, ddim, dpmsolver++)"));
 }
 
 }  // namespace dro::sched
