@@ -7,6 +7,7 @@
 #include "dro/sched/ddim.h"
 #include "dro/sched/ddpm.h"
 #include "dro/sched/dpm_solver.h"
+#include "dro/sched/euler.h"
 #include "dro/sched/timesteps.h"
 
 namespace dro::sched {
@@ -127,7 +128,7 @@ std::string lower(std::string s) {
 }  // namespace
 
 std::vector<std::string> scheduler_names() {
-  return {"ddpm", "ddim", "dpmsolver++"};
+  return {"ddpm", "ddim", "dpmsolver++", "euler"};
 }
 
 std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const SchedulerConfig& config,
@@ -137,7 +138,10 @@ std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const Schedul
   if (n == "ddim" || n == "ddimscheduler") return std::make_unique<DdimScheduler>(config, options);
   if (n == "dpmsolver++" || n == "dpmsolvermultistepscheduler")
     return std::make_unique<DpmSolverScheduler>(config, options);
-  throw UsageError(cat("[scheduler] unknown scheduler '", name, "' (ddpm, ddim, dpmsolver++)"));
+  if (n == "euler" || n == "eulerdiscretescheduler")
+    return std::make_unique<EulerScheduler>(config);
+  throw UsageError(
+      cat("[scheduler] unknown scheduler '", name, "' (ddpm, ddim, dpmsolver++, euler)"));
 }
 
 }  // namespace dro::sched
