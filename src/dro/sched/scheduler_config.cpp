@@ -21,6 +21,21 @@ SchedulerConfig SchedulerConfig::from_json(const io::OrderedJson& j, const std::
   c.variance_type = get_or<std::string>(j, "variance_type", "fixed_small", where);
   c.final_sigmas_type = get_or<std::string>(j, "final_sigmas_type", "zero", where);
   c.rescale_betas_zero_snr = get_or<bool>(j, "rescale_betas_zero_snr", false, where);
+  c.thresholding = get_or<bool>(j, "thresholding", false, where);
+  c.dynamic_thresholding_ratio = get_or<double>(j, "dynamic_thresholding_ratio", 0.995, where);
+  c.sample_max_value = get_or<double>(j, "sample_max_value", 1.0, where);
+  c.solver_order = get_or<int64_t>(j, "solver_order", 2, where);
+  c.algorithm_type = get_or<std::string>(j, "algorithm_type", "dpmsolver++", where);
+  c.solver_type = get_or<std::string>(j, "solver_type", "midpoint", where);
+  c.lower_order_final = get_or<bool>(j, "lower_order_final", true, where);
+  c.euler_at_final = get_or<bool>(j, "euler_at_final", false, where);
+  c.lambda_min_clipped = get_or<double>(j, "lambda_min_clipped", c.lambda_min_clipped, where);
+  c.interpolation_type = get_or<std::string>(j, "interpolation_type", "linear", where);
+  c.timestep_type = get_or<std::string>(j, "timestep_type", "discrete", where);
+  c.use_karras_sigmas = get_or<bool>(j, "use_karras_sigmas", false, where);
+  c.use_exponential_sigmas = get_or<bool>(j, "use_exponential_sigmas", false, where);
+  c.use_beta_sigmas = get_or<bool>(j, "use_beta_sigmas", false, where);
+  c.use_lu_lambdas = get_or<bool>(j, "use_lu_lambdas", false, where);
   if (c.beta_schedule != "linear" && c.beta_schedule != "scaled_linear" &&
       c.beta_schedule != "squaredcos_cap_v2")
     throw UsageError(cat("[config] ", where, ": beta_schedule '", c.beta_schedule,
@@ -36,6 +51,12 @@ SchedulerConfig SchedulerConfig::from_json(const io::OrderedJson& j, const std::
   if (c.num_train_timesteps <= 0)
     throw UsageError(cat("[config] ", where, ": num_train_timesteps must be positive"));
   return c;
+}
+
+bool SchedulerConfig::has(const std::string& key) const {
+  if (!raw.is_object()) return false;
+  auto it = raw.find(key);
+  return it != raw.end() && !it->is_null();
 }
 
 SchedulerConfig SchedulerConfig::load(const std::filesystem::path& dir) {
