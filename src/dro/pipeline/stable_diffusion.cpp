@@ -15,7 +15,8 @@ StableDiffusion StableDiffusion::load(const LoadSpec& spec) {
   const auto unet_dir = spec.unet.empty() ? sd.folder.component("unet").dir : spec.unet;
   sd.unet = models::load_unet(unet_dir, opts, spec.unet.empty() ? spec.variant : "");
   sd.unet->eval();
-  if (spec.load_vae) {
+  sd.pixel_space = !sd.folder.has("vae");
+  if (spec.load_vae && !sd.pixel_space) {
     sd.vae = models::load_vae(sd.folder.component("vae").dir, opts, spec.variant);
     sd.vae->eval();
   }
@@ -33,6 +34,7 @@ StableDiffusion StableDiffusion::load(const LoadSpec& spec) {
 }
 
 int64_t StableDiffusion::vae_scale_factor() const {
+  if (pixel_space) return 1;
   if (vae) return vae->config().scale_factor();
   const auto vae_dir = folder.component("vae").dir;
   return models::VaeConfig::load(vae_dir).scale_factor();
@@ -73,8 +75,9 @@ Conditioning make_conditioning(StableDiffusion& sd, const std::vector<std::strin
 }
 
 torch::Tensor decode_latents(StableDiffusion& sd, const torch::Tensor& latents) {
-  if (!sd.vae) throw UsageError("[sample] no VAE loaded: cannot decode images");
   torch::NoGradGuard no_grad;
+  if (sd.pixel_space) return (latents.to(torch::kFloat32) / 2 + 0.5).clamp(0, 1);
+  if (!sd.vae) throw UsageError("[sample] no VAE loaded: cannot decode images");
   auto z = sd.vae->unscale_latents(latents);
   const bool upcast = sd.dtype == torch::kFloat16 && sd.vae->force_upcast();
   if (upcast) {
@@ -127,7 +130,7 @@ GenerateResult generate(StableDiffusion& sd, const std::vector<ImageRequest>& ba
   {
     torch::InferenceMode guard;
     r.latents = denoise(sd.unet, *scheduler, latents, cond, d);
-    if (sd.vae) r.images = decode_latents(sd, r.latents);
+    if (sd.vae || sd.pixel_space) r.images = decode_latents(sd, r.latents);
   }
   return r;
 }

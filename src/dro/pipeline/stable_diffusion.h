@@ -32,7 +32,9 @@ struct StableDiffusion {
   io::ModelFolder folder;
   PromptEncoder prompts;
   models::UNet2DConditionModel unet{nullptr};
-  models::AutoencoderKL vae{nullptr};  // null when not loaded
+  models::AutoencoderKL vae{nullptr};  // null when not loaded or when the model has none
+  // A model folder without a vae/ component works in pixel space: latents are images in [-1, 1].
+  bool pixel_space = false;
   sched::SchedulerConfig scheduler_config;
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;
@@ -78,7 +80,7 @@ Conditioning make_conditioning(StableDiffusion& sd, const std::vector<std::strin
                                const std::vector<std::string>& negative_prompts,
                                double guidance_scale, const GenerateOptions& options);
 
-// Decodes latents to images in [0, 1] (float32 [B, 3, H, W]), upcasting the VAE when the model
+// Decodes latents to images in [0, 1] (float32 [B, 3, H, W]) (pixel-space models: rescales), upcasting the VAE when the model
 // dtype is float16 and the VAE config asks for it (force_upcast).
 torch::Tensor decode_latents(StableDiffusion& sd, const torch::Tensor& latents);
 

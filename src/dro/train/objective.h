@@ -38,11 +38,13 @@ class Objective {
  public:
   virtual ~Objective() = default;
   virtual std::string name() const = 0;
+  // False for objectives that learn from expert data alone (no replay buffer, no reference).
+  virtual bool needs_policy_samples() const { return true; }
   virtual ObjectiveOutput compute(const Denoiser& trained, const Denoiser& reference,
                                   const ObjectiveBatch& batch) const = 0;
 };
 
-// "dro" (margin) — the factory grows with the objectives.
+// "dro" (margin) or "sft" — the factory grows with the objectives.
 std::unique_ptr<Objective> make_objective(const std::string& name, double margin);
 
 }  // namespace dro::train

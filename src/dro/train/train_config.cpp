@@ -145,7 +145,8 @@ void TrainConfig::validate() const {
   s.name = lr_scheduler;
   s.base_lr = learning_rate;
   s.validate();
-  if (objective != "dro") throw UsageError(cat("[train] --objective '", objective, "' (dro)"));
+  if (objective != "dro" && objective != "sft")
+    throw UsageError(cat("[train] --objective '", objective, "' (dro, sft)"));
 }
 
 }  // namespace dro::train

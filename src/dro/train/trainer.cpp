@@ -128,9 +128,9 @@ struct Trainer::Impl {
     learner_gen = make_generator(derive_seed(cfg.seed, "learner"));
     random_data_gen = make_generator(derive_seed(cfg.seed, "random-data"));
 
+    objective = make_objective(cfg.objective, cfg.margin);
     load_models();
     load_data();
-    objective = make_objective(cfg.objective, cfg.margin);
     buffer = std::make_unique<ReplayBuffer>(cfg.buffer_size, cfg.buffer_cpu ? torch::Device(torch::kCPU) : device,
                                             dtype);
     double base_lr = cfg.learning_rate;
@@ -155,20 +155,25 @@ struct Trainer::Impl {
     lo.device = device;
     lo.dtype = dtype;
     prompts = pipeline::PromptEncoder::load(folder, lo, cfg.variant);
-    vae = models::load_vae(folder.component("vae").dir, lo, cfg.variant);
-    vae->eval();
+    if (folder.has("vae")) {
+      vae = models::load_vae(folder.component("vae").dir, lo, cfg.variant);
+      vae->eval();
+    }  // else a pixel-space model: latents are the images in [-1, 1]
     const fs::path unet_dir = cfg.unet.empty() ? folder.component("unet").dir : fs::path(cfg.unet);
     const std::string unet_variant = cfg.unet.empty() ? cfg.variant : "";
-    unet_ref = models::load_unet(unet_dir, lo, unet_variant);
-    unet_ref->eval();
-    for (auto& p : unet_ref->parameters()) p.set_requires_grad(false);
+    const bool online = objective->needs_policy_samples();
+    if (online) {
+      unet_ref = models::load_unet(unet_dir, lo, unet_variant);
+      unet_ref->eval();
+      for (auto& p : unet_ref->parameters()) p.set_requires_grad(false);
+    }
     unet = models::load_unet(unet_dir, lo, unet_variant);
     unet->train();
     unet->set_gradient_checkpointing(cfg.gradient_checkpointing);
     // With buffer_update_steps dividing gradient_accumulation_steps the policy is refreshed right
     // after every optimiser step, so it always equals the trained weights: sample with those
     // (no third copy in memory, identical results).
-    policy_shared = cfg.gradient_accumulation_steps % cfg.buffer_update_steps == 0;
+    policy_shared = !online || cfg.gradient_accumulation_steps % cfg.buffer_update_steps == 0;
     if (!policy_shared) {
       unet_policy = models::load_unet(unet_dir, lo, unet_variant);
       unet_policy->eval();
@@ -181,7 +186,7 @@ struct Trainer::Impl {
     sched_config = sched::SchedulerConfig::load(folder.component("scheduler").dir);
     noise = sched::NoiseSchedule::from_config(sched_config);
     latent_channels = unet->config().in_channels;
-    const int64_t f = vae->config().scale_factor();
+    const int64_t f = vae ? vae->config().scale_factor() : 1;
     if (cfg.resolution % f != 0)
       throw UsageError(cat("[train] --resolution ", cfg.resolution, " must be a multiple of the VAE scale ", f));
     latent_size = cfg.resolution / f;
@@ -227,7 +232,7 @@ struct Trainer::Impl {
     torch::NoGradGuard no_grad;
     auto emb = prompts->encode(captions);
     auto images = batch.images.to(device, dtype);
-    auto x0 = vae->scale_latents(vae->encode(images).sample(filler_gen));  // [B, C, h, w]
+    auto x0 = vae ? vae->scale_latents(vae->encode(images).sample(filler_gen)) : images;  // [B, C, h, w]
     auto xT = randn({B, latent_channels, latent_size, latent_size}, filler_gen,
                     torch::TensorOptions().device(device).dtype(dtype));
     sched::SchedulerOptions so;
@@ -294,15 +299,38 @@ struct Trainer::Impl {
     };
   }
 
+  // The expert batch of objectives without policy samples: fresh data, uniform timesteps.
+  BufferSample expert_only_batch() {
+    auto t0 = Clock::now();
+    auto batch = next_expert(cfg.batch_size);
+    times.data += seconds_since(t0);
+    std::vector<std::string> captions;
+    for (const auto& p : batch.prompts) {
+      const bool drop = at::rand({1}, learner_gen).item<double>() < cfg.random_drop_prompt_probability;
+      captions.push_back(drop ? std::string() : p);
+    }
+    torch::NoGradGuard no_grad;
+    BufferSample s;
+    auto emb = prompts->encode(captions);
+    s.c = emb.embeds;
+    s.c_pooled = emb.pooled;
+    auto images = batch.images.to(device, dtype);
+    s.x0 = vae ? vae->scale_latents(vae->encode(images).sample(learner_gen)) : images;
+    s.t = torch::randint(0, noise.num_train_timesteps(), {cfg.batch_size}, learner_gen, torch::kLong).to(device);
+    if (prompts->sdxl()) s.add_time_ids = batch.add_time_ids.to(device, dtype);
+    return s;
+  }
+
   int64_t micro_step() {
     const int64_t s = step + 1;
-    if (buffer->size() == 0 || s % cfg.buffer_sample_steps == 0) {
+    const bool online = objective->needs_policy_samples();
+    if (online && (buffer->size() == 0 || s % cfg.buffer_sample_steps == 0)) {
       int64_t accumulation = cfg.buffer_batch_accumulation;
       if (buffer->size() == 0)  // first fill: at least one learning batch
         accumulation = std::max(accumulation, (cfg.batch_size + cfg.buffer_batch_size - 1) / cfg.buffer_batch_size);
       for (int64_t i = 0; i < accumulation; ++i) fill_buffer_once();
     }
-    auto sample = buffer->sample(cfg.batch_size, learner_gen, device);
+    auto sample = online ? buffer->sample(cfg.batch_size, learner_gen, device) : expert_only_batch();
     ObjectiveBatch ob;
     ob.t = sample.t;
     ob.c = sample.c;

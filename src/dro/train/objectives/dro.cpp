@@ -1,6 +1,7 @@
 #include "dro/train/objectives/dro.h"
 
 #include "dro/core/error.h"
+#include "dro/train/objectives/sft.h"
 
 namespace dro::train {
 
@@ -42,7 +43,8 @@ ObjectiveOutput DroObjective::compute(const Denoiser& trained, const Denoiser& r
 
 std::unique_ptr<Objective> make_objective(const std::string& name, double margin) {
   if (name == "dro") return std::make_unique<DroObjective>(margin);
-  throw UsageError(cat("[train] unknown --objective '", name, "' (dro)"));
+  if (name == "sft") return std::make_unique<SftObjective>();
+  throw UsageError(cat("[train] unknown --objective '", name, "' (dro, sft)"));
 }
 
 }  // namespace dro::train
