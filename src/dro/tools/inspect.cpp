@@ -3,6 +3,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "dro/io/atomic_file.h"
 #include "dro/io/model_folder.h"
 #include "dro/io/safetensors.h"
 #include "dro/io/weights.h"
@@ -88,7 +89,8 @@ OrderedJson config_summary(const fs::path& dir, const std::string& class_name) {
     s["num_train_timesteps"] = c.num_train_timesteps;
   } else if (fs::exists(dir / "vocab.json")) {
     s["class"] = class_name.empty() ? "CLIPTokenizer" : class_name;
-    s["vocab_size"] = io::read_json(dir / "vocab.json").size();
+    // Plain (unordered) JSON: inserting 49k keys into an ordered object is quadratic.
+    s["vocab_size"] = nlohmann::json::parse(io::read_file(dir / "vocab.json")).size();
     if (fs::exists(dir / "tokenizer_config.json")) {
       auto tc = io::read_json(dir / "tokenizer_config.json");
       if (tc.contains("model_max_length")) s["model_max_length"] = tc["model_max_length"];
