@@ -17,6 +17,9 @@ using OrderedJson = nlohmann::ordered_json;
 // Reads and parses a JSON file; IoError naming the file when missing or malformed.
 OrderedJson read_json(const std::filesystem::path& path);
 
+// Rewrites Python's non-standard -Infinity / Infinity / NaN tokens (outside strings) as JSON.
+std::string replace_python_constants(const std::string& text);
+
 // Writes JSON atomically (temporary file in the same folder, then rename).
 void write_json(const std::filesystem::path& path, const OrderedJson& j, int indent = 2);
 
