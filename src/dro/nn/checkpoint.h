@@ -1,0 +1,34 @@
+// Gradient checkpointing for LibTorch C++, which has no torch.utils.checkpoint: the wrapped
+// function runs without recording a graph, only its inputs are kept, and backward runs it again
+// with grad enabled to get the gradients. Memory for activations inside the function is traded
+// for one extra forward in backward.
+//
+// Not here: RNG-state replay. Functions that draw random numbers (dropout > 0) would see new
+// random numbers when recomputed; the Stable Diffusion configs use dropout 0.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace dro::nn {
+
+// The checkpointed computation: tensors in, one tensor out. Undefined input tensors are allowed
+// and passed through as undefined.
+using CheckpointFn = std::function<torch::Tensor(const std::vector<torch::Tensor>&)>;
+
+// fn(inputs), with activations recomputed in backward. `params` are the parameters fn reads
+// (usually module.parameters()); their gradients flow through the normal autograd edges, so both
+// Tensor::backward() and torch::autograd::grad() see them. Call it only when a graph is wanted
+// (GradMode enabled); it still works otherwise but saves nothing.
+torch::Tensor checkpoint(const CheckpointFn& fn, const std::vector<torch::Tensor>& inputs,
+                         const std::vector<torch::Tensor>& params);
+
+// Whether a block with checkpointing switched on should checkpoint now: diffusers checkpoints only
+// when grad mode is on (not under NoGradGuard / InferenceMode).
+inline bool should_checkpoint(bool enabled) {
+  return enabled && torch::GradMode::is_enabled();
+}
+
+}  // namespace dro::nn
