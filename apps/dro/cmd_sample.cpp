@@ -157,7 +157,8 @@ Action register_sample(CLI::App& app) {
               << " to generate, " << o->scheduler << " " << o->steps << " steps, guidance "
               << o->guidance << ", device " << spec.device << "\n";
     std::vector<torch::Tensor> all_latents(N);
-    Progress progress("sample", static_cast<int64_t>(jobs.size()) * o->steps, o->quiet);
+    const int64_t batches = (static_cast<int64_t>(jobs.size()) + o->batch_size - 1) / o->batch_size;
+    Progress progress("sample", batches * o->steps, o->quiet);
     for (size_t s = 0; s < jobs.size(); s += o->batch_size) {
       std::vector<pipeline::ImageRequest> batch;
       const size_t e = std::min(jobs.size(), s + static_cast<size_t>(o->batch_size));

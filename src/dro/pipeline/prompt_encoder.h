@@ -45,7 +45,7 @@ class PromptEncoder {
 
  private:
   std::shared_ptr<text::ClipTokenizer> tokenizer_, tokenizer_2_;
-  text::ClipTextModel encoder_{nullptr}, encoder_2_{nullptr};
+  mutable text::ClipTextModel encoder_{nullptr}, encoder_2_{nullptr};  // forward is not const
   bool force_zeros_ = false;
   torch::Device device_ = torch::kCPU;
   torch::Dtype dtype_ = torch::kFloat32;

@@ -7,7 +7,10 @@
 namespace dro::pipeline {
 
 StableDiffusion StableDiffusion::load(const LoadSpec& spec) {
-  StableDiffusion sd{io::ModelFolder::open(spec.model), {}, nullptr, nullptr, {}, spec.device, spec.dtype};
+  StableDiffusion sd;
+  sd.folder = io::ModelFolder::open(spec.model);
+  sd.device = spec.device;
+  sd.dtype = spec.dtype;
   nn::LoadOptions opts;
   opts.device = spec.device;
   opts.dtype = spec.dtype;
