@@ -2,6 +2,8 @@
 // step, with and without gradient checkpointing) of a mid-size UNet with the SD1.5 block layout,
 // random weights. The model is built from a config written here, so no files are needed.
 //   ./build/release/dro_bench --benchmark_filter=Unet
+// On a machine shared with other jobs, add OMP_WAIT_POLICY=PASSIVE: spinning OpenMP workers
+// otherwise fight the other load and the 2-thread runs become several times slower.
 #include <benchmark/benchmark.h>
 #include <dlfcn.h>
 
