@@ -252,7 +252,10 @@ TEST(UnetCheckpointing, SameGradientsAsWithout) {
     ASSERT_TRUE(ckpt.at(name).defined()) << name;
     const double d = test::max_abs_diff(ckpt.at(name), grad);
     if (d > worst) worst = d, worst_name = name;
-    EXPECT_TRUE(test::allclose(ckpt.at(name), grad, 1e-5)) << name;
+    // 1e-5, relative for gradients above 1: only the summation order of shared inputs (temb, the
+    // text context, skips) differs, which moves large gradients by a few ulp.
+    const double scale = std::max(1.0, grad.abs().max().item<double>());
+    EXPECT_TRUE(test::allclose(ckpt.at(name), grad, 1e-5 * scale)) << name;
   }
   std::cout << "[ ckpt     ] largest gradient difference with checkpointing: " << worst << " ("
             << worst_name << ", max |grad| " << plain.at(worst_name).abs().max().item<double>()

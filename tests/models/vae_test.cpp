@@ -179,5 +179,25 @@ TEST(VaePosterior, SampleScaleAndSlicing) {
   EXPECT_THROW(vae->decode(g.at("sd15.image")), UsageError);  // an image where latents belong
 }
 
+TEST(VaeCheckpointing, SameGradientsAsWithout) {
+  DRO_REQUIRE_FIXTURES();
+  auto vae = load_vae(fixtures() / "tiny-sdxl/vae");
+  const auto g = golden();
+  auto run = [&](bool checkpointing) {
+    vae->zero_grad();
+    vae->set_gradient_checkpointing(checkpointing);
+    torch::Tensor image = g.at("sdxl.image").clone().requires_grad_(true);
+    const DiagonalGaussian posterior = vae->encode(image);
+    (vae->decode(posterior.mean).square().mean() + posterior.logvar.mean()).backward();
+    std::map<std::string, torch::Tensor> grads{{"<image>", image.grad()}};
+    for (const auto& p : vae->named_parameters()) grads[p.key()] = p.value().grad().clone();
+    return grads;
+  };
+  const auto plain = run(false);
+  const auto ckpt = run(true);
+  for (const auto& [name, grad] : plain)
+    EXPECT_TRUE(test::allclose(ckpt.at(name), grad, 1e-5)) << name;
+}
+
 }  // namespace
 }  // namespace dro::models

@@ -35,6 +35,10 @@ struct AutoencoderKLImpl : torch::nn::Module {
 
   // Encode / decode one sample at a time to bound peak memory (diffusers enable_slicing).
   void set_slicing(bool on) { slicing_ = on; }
+  // Recompute encoder / decoder blocks in backward (diffusers' VAE gradient checkpointing).
+  void set_gradient_checkpointing(bool on) {
+    encoder->gradient_checkpointing = decoder->gradient_checkpointing = on;
+  }
   bool force_upcast() const { return config_.force_upcast; }
   double scaling_factor() const { return config_.scaling_factor; }
   double shift_factor() const { return config_.shift_factor.value_or(0.0); }

@@ -1,5 +1,7 @@
 #include "dro/models/unet.h"
 
+#include <algorithm>
+
 #include "dro/core/error.h"
 #include "dro/io/weights.h"
 
@@ -12,12 +14,15 @@ std::vector<T> reversed(std::vector<T> v) {
   return v;
 }
 
+// diffusers get_activation, for time_embedding_act_fn.
+bool is_activation(const std::string& name) {
+  return name == "silu" || name == "swish" || name == "gelu" || name == "mish";
+}
+
 torch::Tensor activation(const std::string& name, const torch::Tensor& x) {
-  if (name == "silu" || name == "swish") return torch::silu(x);
   if (name == "gelu") return torch::gelu(x);
   if (name == "mish") return torch::mish(x);
-  throw UsageError(
-      cat("[unet] activation '", name, "' is not supported (silu, swish, gelu, mish)"));
+  return torch::silu(x);
 }
 
 }  // namespace
@@ -27,8 +32,9 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
   const size_t n = c.block_out_channels.size();
   const int64_t c0 = c.block_out_channels[0];
   const int64_t temb = c.time_embed_dim();
-  if (!c.time_embedding_act_fn.empty())
-    activation(c.time_embedding_act_fn, torch::zeros({1}));  // validates
+  if (!c.time_embedding_act_fn.empty() && !is_activation(c.time_embedding_act_fn))
+    throw UsageError(cat("[unet] time_embedding_act_fn '", c.time_embedding_act_fn,
+                         "' is not supported (silu, swish, gelu, mish)"));
 
   conv_in = register_module(
       "conv_in", torch::nn::Conv2d(torch::nn::Conv2dOptions(c.in_channels, c0, c.conv_in_kernel)
@@ -68,9 +74,6 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
     o.heads = c.num_attention_heads[i];
     o.cross_attention_dim = c.cross_attention_dim[i];
     o.only_cross_attention = c.only_cross_attention[i];
-    if (o.cross_attention && o.out_channels % o.heads != 0)
-      throw UsageError(cat("[unet] down block ", i, ": ", o.out_channels,
-                           " channels are not divisible by ", o.heads, " attention heads"));
     down_blocks.emplace_back(o);
     down_list->push_back(down_blocks.back());
   }
@@ -146,13 +149,16 @@ torch::Tensor UNet2DConditionModelImpl::embed_time(const torch::Tensor& sample,
   torch::Tensor emb = time_embedding(time_proj(t).to(sample.scalar_type()));  // [B, temb]
 
   if (needs_added_conditions()) {
-    if (!text_embeds.defined() || !time_ids.defined())
+    if (!text_embeds.defined() || !time_ids.defined()) {
+      const char* missing = !text_embeds.defined() && !time_ids.defined()
+                                ? "text_embeds and time_ids"
+                            : !text_embeds.defined() ? "text_embeds"
+                                                     : "time_ids";
       throw UsageError(
-          cat("[unet] this UNet has addition_embed_type 'text_time' (SDXL) and needs the added "
-              "conditions text_embeds [B, P] and time_ids [B, 6]; missing: ",
-              !text_embeds.defined() ? "text_embeds" : "",
-              !text_embeds.defined() && !time_ids.defined() ? ", " : "",
-              !time_ids.defined() ? "time_ids" : ""));
+          cat("[unet] this UNet has addition_embed_type 'text_time' (SDXL) and needs the ",
+              "added conditions text_embeds [B, P] and time_ids [B, 6]; missing ", missing,
+              " (pooled text embedding and size/crop ids)"));
+    }
     if (text_embeds.dim() != 2 || time_ids.dim() != 2 || text_embeds.size(0) != time_ids.size(0))
       throw UsageError(
           cat("[unet] text_embeds must be [B, P] and time_ids [B, n] with the same B; got ",

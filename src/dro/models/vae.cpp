@@ -1,5 +1,7 @@
 #include "dro/models/vae.h"
 
+#include "dro/nn/checkpoint.h"
+
 namespace dro::models {
 namespace {
 
@@ -15,6 +17,14 @@ nn::BlockOptions vae_block(const VaeConfig& c) {
 
 torch::nn::Conv2d conv3x3(int64_t in, int64_t out) {
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1));
+}
+
+// module->forward(x) as diffusers' VAE runs its blocks: through the checkpoint when it is on.
+template <typename Block, typename Fn>
+torch::Tensor run_block(const Block& block, const torch::Tensor& x, bool checkpointing, Fn fn) {
+  if (!nn::should_checkpoint(checkpointing)) return fn(x);
+  return nn::checkpoint([fn](const std::vector<torch::Tensor>& in) { return fn(in[0]); }, {x},
+                        block->parameters());
 }
 
 torch::nn::GroupNorm group_norm(int64_t groups, int64_t channels) {
@@ -50,8 +60,14 @@ VaeEncoderImpl::VaeEncoderImpl(const VaeConfig& c) {
 
 torch::Tensor VaeEncoderImpl::forward(const torch::Tensor& image) {
   torch::Tensor h = conv_in(image);
-  for (auto& block : down_blocks) h = block->forward(h, {}, {}, nullptr);
-  h = mid_block->forward(h);
+  for (auto& block : down_blocks) {
+    auto b = block.ptr();
+    h = run_block(block, h, gradient_checkpointing,
+                  [b](const torch::Tensor& x) { return b->forward(x, {}, {}, nullptr); });
+  }
+  auto mid = mid_block.ptr();
+  h = run_block(mid_block, h, gradient_checkpointing,
+                [mid](const torch::Tensor& x) { return mid->forward(x); });
   return conv_out(torch::silu(conv_norm_out(h)));
 }
 
@@ -79,8 +95,14 @@ VaeDecoderImpl::VaeDecoderImpl(const VaeConfig& c) {
 }
 
 torch::Tensor VaeDecoderImpl::forward(const torch::Tensor& z) {
-  torch::Tensor h = mid_block->forward(conv_in(z));
-  for (auto& block : up_blocks) h = block->forward(h, nullptr, {}, {});
+  auto mid = mid_block.ptr();
+  torch::Tensor h = run_block(mid_block, conv_in(z), gradient_checkpointing,
+                              [mid](const torch::Tensor& x) { return mid->forward(x); });
+  for (auto& block : up_blocks) {
+    auto b = block.ptr();
+    h = run_block(block, h, gradient_checkpointing,
+                  [b](const torch::Tensor& x) { return b->forward(x, nullptr, {}, {}); });
+  }
   return conv_out(torch::silu(conv_norm_out(h)));
 }
 

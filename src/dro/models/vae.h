@@ -19,7 +19,8 @@ struct VaeEncoderImpl : torch::nn::Module {
   // image: [B, in_channels, H, W] -> moments [B, 2 * latent_channels, H/f, W/f] (mean, logvar)
   torch::Tensor forward(const torch::Tensor& image);
 
-  torch::nn::Conv2d conv_in{nullptr};  // [C0, in_channels, 3, 3]
+  bool gradient_checkpointing = false;  // recompute each down block and the mid block in backward
+  torch::nn::Conv2d conv_in{nullptr};   // [C0, in_channels, 3, 3]
   std::vector<nn::DownBlock2D> down_blocks;
   nn::UNetMidBlock2D mid_block{nullptr};
   torch::nn::GroupNorm conv_norm_out{nullptr};  // [C_last]
@@ -32,7 +33,8 @@ struct VaeDecoderImpl : torch::nn::Module {
   // z: [B, latent_channels, h, w] -> [B, out_channels, h*f, w*f]
   torch::Tensor forward(const torch::Tensor& z);
 
-  torch::nn::Conv2d conv_in{nullptr};  // [C_last, latent_channels, 3, 3]
+  bool gradient_checkpointing = false;  // recompute the mid block and each up block in backward
+  torch::nn::Conv2d conv_in{nullptr};   // [C_last, latent_channels, 3, 3]
   nn::UNetMidBlock2D mid_block{nullptr};
   std::vector<nn::UpBlock2D> up_blocks;
   torch::nn::GroupNorm conv_norm_out{nullptr};  // [C0]

@@ -1,5 +1,6 @@
 #include "dro/nn/block_common.h"
 
+#include "dro/core/error.h"
 #include "dro/nn/checkpoint.h"
 
 namespace dro::nn {
@@ -17,6 +18,10 @@ ResnetBlock2D make_block_resnet(const BlockOptions& o, int64_t in) {
 }
 
 Transformer2DModel make_block_transformer(const BlockOptions& o, int64_t channels) {
+  if (o.heads <= 0 || channels % o.heads != 0)
+    throw UsageError(
+        cat("[unet] ", channels, " channels cannot be split into ", o.heads,
+            " attention heads (num_attention_heads / attention_head_dim in the config)"));
   Transformer2DOptions t;
   t.in_channels = channels;
   t.heads = o.heads;
