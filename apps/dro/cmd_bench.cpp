@@ -4,7 +4,10 @@
 
 #include "commands.h"
 #include "dro/core/compat.h"
+#include "dro/core/error.h"
 #include "dro/io/json.h"
+#include "dro/io/model_folder.h"
+#include "dro/models/unet.h"
 #include "dro/train/trainer.h"
 #include "train_options.h"
 
@@ -27,9 +30,54 @@ double peak_rss_mib() {
 
 }  // namespace
 
+// `dro bench model`: a model folder like DIR but with a UNet of other widths and random weights.
+void register_bench_model(CLI::App* bench) {
+  auto* cmd = bench->add_subcommand(
+      "model", "Write a benchmark model: a copy of --like's components with a UNet of the given block "
+               "widths (same block types; randomly initialised, seeded) for timing mid-size configurations");
+  struct Opts {
+    std::string like, out;
+    std::vector<int64_t> channels;
+    int64_t heads = 0, layers = 0, seed = 0, sample_size = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--like", o->like, "model folder to copy")->required();
+  cmd->add_option("--out", o->out, "output model folder")->required();
+  cmd->add_option("--block-out-channels", o->channels, "UNet widths, e.g. 64,128,256,256")->delimiter(',')->required();
+  cmd->add_option("--heads", o->heads, "attention heads per block (default: as --like)");
+  cmd->add_option("--layers-per-block", o->layers, "resnets per block (default: as --like)");
+  cmd->add_option("--sample-size", o->sample_size, "UNet sample_size (default: as --like)");
+  cmd->add_option("--seed", o->seed, "initialisation seed")->capture_default_str();
+  cmd->callback([o]() {
+    namespace fs = std::filesystem;
+    auto m = io::ModelFolder::open(o->like);
+    fs::create_directories(o->out);
+    for (const auto& c : m.components)
+      if (c.name != "unet") fs::copy(c.dir, fs::path(o->out) / c.name, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+    fs::copy_file(m.root / "model_index.json", fs::path(o->out) / "model_index.json", fs::copy_options::overwrite_existing);
+    auto j = io::read_json(m.component("unet").dir / "config.json");
+    if (o->channels.size() != j["down_block_types"].size())
+      throw UsageError(cat("[bench] --block-out-channels needs ", j["down_block_types"].size(), " values"));
+    j["block_out_channels"] = o->channels;
+    if (o->heads) j["attention_head_dim"] = o->heads;
+    if (o->layers) j["layers_per_block"] = o->layers;
+    if (o->sample_size) j["sample_size"] = o->sample_size;
+    int64_t groups = j.value("norm_num_groups", 32);
+    for (auto c : o->channels) while (c % groups) groups /= 2;
+    j["norm_num_groups"] = groups;
+    torch::manual_seed(static_cast<uint64_t>(o->seed));
+    models::UNet2DConditionModel unet(models::UNetConfig::from_json(j, "bench model"));
+    models::save_unet(fs::path(o->out) / "unet", unet);
+    int64_t n = 0;
+    for (const auto& p : unet->parameters()) n += p.numel();
+    std::cout << "wrote " << o->out << " (UNet " << n << " parameters)\n";
+  });
+}
+
 Action register_bench(CLI::App& app) {
   auto* bench = app.add_subcommand("bench", "Benchmarks of the main workloads");
   bench->require_subcommand(1);
+  register_bench_model(bench);
   auto* cmd = bench->add_subcommand(
       "train", "Time N Diffusion-DRO micro-steps on random expert images of --resolution and "
                "report per-phase times (buffer sampling, reference forward, trained forward, "
@@ -46,6 +94,7 @@ Action register_bench(CLI::App& app) {
   cmd->add_option("--threads", *threads, "intra-op CPU threads (0: LibTorch's default)");
   cmd->add_flag("--json", *json, "print the result as JSON");
   return [cmd, flags, steps, warmup, json, threads]() {
+    if (!cmd->parsed()) return 0;  // `bench model` ran in its callback
     if (*threads > 0) torch::set_num_threads(static_cast<int>(*threads));
     auto cfg = resolve_train_config(cmd, *flags);
     if (cfg.train_dataset.empty()) cfg.train_dataset = "(random)";
