@@ -8,19 +8,10 @@
 namespace dro {
 namespace {
 
-// Runs a shell command, returning (exit code, stdout).
-std::pair<int, std::string> run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int rc = pclose(p);
-  return {WEXITSTATUS(rc), out};
-}
 
 TEST(CliInspect, ModelFolderListsAllComponents) {
   DRO_REQUIRE_FIXTURES();
-  auto [rc, out] = run(std::string(DRO_BINARY) + " inspect --json " +
+  auto [rc, out] = test::run_command(std::string(DRO_BINARY) + " inspect --json " +
                        (test::fixtures() / "tiny-sd15").string());
   ASSERT_EQ(rc, 0) << out;
   auto j = io::OrderedJson::parse(out);
@@ -45,11 +36,11 @@ TEST(CliInspect, ModelFolderListsAllComponents) {
 
 TEST(CliInspect, TextOutputAndErrors) {
   DRO_REQUIRE_FIXTURES();
-  auto [rc, out] = run(std::string(DRO_BINARY) + " inspect " +
+  auto [rc, out] = test::run_command(std::string(DRO_BINARY) + " inspect " +
                        (test::fixtures() / "tiny-sdxl/unet/diffusion_pytorch_model.safetensors").string());
   ASSERT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("add_embedding.linear_1.weight"), std::string::npos);
-  auto [rc2, out2] = run(std::string(DRO_BINARY) + " inspect /nonexistent/path");
+  auto [rc2, out2] = test::run_command(std::string(DRO_BINARY) + " inspect /nonexistent/path");
   EXPECT_NE(rc2, 0);
   EXPECT_NE(out2.find("/nonexistent/path"), std::string::npos) << out2;
 }

@@ -12,14 +12,6 @@ namespace dro {
 namespace {
 namespace fs = std::filesystem;
 
-std::pair<int, std::string> run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int rc = pclose(p);
-  return {WEXITSTATUS(rc), out};
-}
 
 const std::string kDro = DRO_BINARY;
 
@@ -28,7 +20,7 @@ TEST(CliSample, BothFixturesWriteTheOfficialLayout) {
   test::TempDir tmp;
   for (const char* model : {"tiny-sd15", "tiny-sdxl"}) {
     const fs::path out = tmp / model;
-    auto [rc, log] = run(kDro + " sample --model " + (test::fixtures() / model).string() +
+    auto [rc, log] = test::run_command(kDro + " sample --model " + (test::fixtures() / model).string() +
                          " --prompt 'a red cat' --images-per-prompt 2 --steps 3 --scheduler ddim --seed 7"
                          " --save-latents " + (out / "latents.safetensors").string() + " --out " + out.string());
     ASSERT_EQ(rc, 0) << log;
@@ -42,7 +34,7 @@ TEST(CliSample, BothFixturesWriteTheOfficialLayout) {
   }
   // A single image can be regenerated alone: seed 8 as the first image of a run with base seed 8.
   const fs::path again = tmp / "again";
-  auto [rc, log] = run(kDro + " sample --model " + (test::fixtures() / "tiny-sd15").string() +
+  auto [rc, log] = test::run_command(kDro + " sample --model " + (test::fixtures() / "tiny-sd15").string() +
                        " --prompt 'a red cat' --steps 3 --scheduler ddim --seed 8 --out " + again.string());
   ASSERT_EQ(rc, 0) << log;
   EXPECT_TRUE(io::read_image(again / "0/8.png") == io::read_image(tmp / "tiny-sd15/0/8.png"));
@@ -52,13 +44,13 @@ TEST(CliSample, BadArgumentsAreNamed) {
   DRO_REQUIRE_FIXTURES();
   test::TempDir tmp;
   const std::string model = (test::fixtures() / "tiny-sd15").string();
-  auto [rc1, log1] = run(kDro + " sample --model " + model + " --prompt x --scheduler nope --out " + tmp.path().string());
+  auto [rc1, log1] = test::run_command(kDro + " sample --model " + model + " --prompt x --scheduler nope --out " + tmp.path().string());
   EXPECT_NE(rc1, 0);
   EXPECT_NE(log1.find("--scheduler"), std::string::npos) << log1;
-  auto [rc2, log2] = run(kDro + " sample --model " + model + " --out " + tmp.path().string());
+  auto [rc2, log2] = test::run_command(kDro + " sample --model " + model + " --out " + tmp.path().string());
   EXPECT_NE(rc2, 0);
   EXPECT_NE(log2.find("no prompts"), std::string::npos) << log2;
-  auto [rc3, log3] = run(kDro + " sample --model " + model + " --prompt x --height 30 --out " + tmp.path().string());
+  auto [rc3, log3] = test::run_command(kDro + " sample --model " + model + " --prompt x --height 30 --out " + tmp.path().string());
   EXPECT_NE(rc3, 0);
   EXPECT_NE(log3.find("multiples of 4"), std::string::npos) << log3;
 }
@@ -78,7 +70,7 @@ TEST(CliTrain, TrainsFromAJsonConfigWithFlagOverrides) {
       "buffer_num_inference_steps": 3, "buffer_scheduler": "DPMSolver++", "checkpointing_steps": 2,
       "mixed_precision": "no", "validation_scheduler": "DDPM"})";
   const fs::path logdir = tmp / "run";
-  auto [rc, log] = run(kDro + " train --config " + (tmp / "config.json").string() + " --model " +
+  auto [rc, log] = test::run_command(kDro + " train --config " + (tmp / "config.json").string() + " --model " +
                        (test::fixtures() / "tiny-sd15").string() + " --train-dataset " + (tmp / "data").string() +
                        " --num-steps 4 --buffer-update-steps 2 --logdir " + logdir.string() + " --quiet");
   ASSERT_EQ(rc, 0) << log;
@@ -88,10 +80,10 @@ TEST(CliTrain, TrainsFromAJsonConfigWithFlagOverrides) {
   EXPECT_TRUE(fs::exists(logdir / "ckpt-4/unet/diffusion_pytorch_model.safetensors"));
   models::load_unet(logdir / "ckpt-4/unet");  // loads back
   // And the checkpoint samples through `dro sample --unet`.
-  auto [rc2, log2] = run(kDro + " sample --model " + (test::fixtures() / "tiny-sd15").string() + " --unet " +
+  auto [rc2, log2] = test::run_command(kDro + " sample --model " + (test::fixtures() / "tiny-sd15").string() + " --unet " +
                          (logdir / "ckpt-4/unet").string() + " --prompt x --steps 2 --out " + (tmp / "s").string());
   EXPECT_EQ(rc2, 0) << log2;
-  auto [rc3, log3] = run(kDro + " train --model " + (test::fixtures() / "tiny-sd15").string() +
+  auto [rc3, log3] = test::run_command(kDro + " train --model " + (test::fixtures() / "tiny-sd15").string() +
                          " --train-dataset " + (tmp / "data").string() + " --lr-scheduler bogus --logdir " +
                          (tmp / "bad").string());
   EXPECT_NE(rc3, 0);

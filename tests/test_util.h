@@ -32,6 +32,9 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// Runs a shell command (stderr merged into stdout); returns (exit code, output).
+std::pair<int, std::string> run_command(const std::string& cmd);
+
 // Largest absolute difference between two tensors (as float64); checks shapes first.
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
 

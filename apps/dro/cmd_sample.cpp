@@ -5,13 +5,13 @@
 
 #include "commands.h"
 #include "dro/core/error.h"
+#include "dro/core/device.h"
 #include "dro/core/progress.h"
 #include "dro/io/atomic_file.h"
 #include "dro/io/image.h"
 #include "dro/io/safetensors.h"
 #include "dro/pipeline/stable_diffusion.h"
 #include "dro/sched/scheduler.h"
-#include "device.h"
 
 namespace dro::app {
 namespace fs = std::filesystem;

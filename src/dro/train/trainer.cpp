@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "dro/core/compat.h"
+#include "dro/core/device.h"
 #include "dro/core/error.h"
 #include "dro/core/progress.h"
 #include "dro/core/rng.h"
@@ -40,18 +41,6 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-
-torch::Device pick_device(const std::string& name) {
-  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-  try {
-    torch::Device d(name);
-    if (d.is_cuda() && !torch::cuda::is_available())
-      throw UsageError(cat("[train] --device ", name, ": CUDA is not available"));
-    return d;
-  } catch (const c10::Error&) {
-    throw UsageError(cat("[train] --device '", name, "' is not a device (auto, cpu, cuda, cuda:N)"));
-  }
-}
 
 // Loss statistics accumulated over one optimisation step.
 struct StepStats {
@@ -111,7 +100,7 @@ struct Trainer::Impl {
 
   Impl(TrainConfig c, TrainerOptions o) : cfg(std::move(c)), opts(o) {
     cfg.validate();
-    device = pick_device(cfg.device);
+    device = resolve_device(cfg.device);
     std::string mp = cfg.mixed_precision == "auto" ? (device.is_cuda() ? "bf16" : "no") : cfg.mixed_precision;
     if (mp == "fp16")
       throw UsageError("[train] --mixed-precision fp16 is not supported; use bf16 (CUDA) or no");

@@ -1,0 +1,14 @@
+// Device names given on the command line.
+#pragma once
+
+#include <string>
+
+#include <torch/torch.h>
+
+namespace dro {
+
+// "auto" picks CUDA when available, else CPU; "cpu", "cuda", "cuda:N" as given. UsageError for a
+// name that is not a device or for CUDA where none is available; `flag` names the option.
+torch::Device resolve_device(const std::string& name, const std::string& flag = "--device");
+
+}  // namespace dro
