@@ -144,6 +144,7 @@ fs::path find_default_base_model(const fs::path& executable) {
   candidates.push_back(fs::path(DRO_SOURCE_DIR) / "assets" / "world-base");
 #endif
   std::error_code ec;
+  candidates.push_back(fs::current_path(ec) / "assets" / "world-base");
   fs::path dir = fs::weakly_canonical(executable, ec).parent_path();
   for (int up = 0; up < 4 && !dir.empty(); ++up, dir = dir.parent_path())
     candidates.push_back(dir / "assets" / "world-base");
@@ -204,7 +205,7 @@ io::OrderedJson run_demo(const DemoOptions& o) {
   tc.checkpointing_steps = s.train_steps;
   tc.quiet = o.quiet;
   tc.device = "cpu";
-  std::cerr << "[demo] 2/4 Diffusion-DRO fine-tuning: " << s.train_steps << " steps, batch " << s.batch_size
+  std::cerr << std::defaultfloat << "[demo] 2/4 Diffusion-DRO fine-tuning: " << s.train_steps << " steps, batch " << s.batch_size
             << ", lr " << s.learning_rate << ", margin " << s.margin << ", buffer of " << s.buffer_steps
             << " DPM-Solver++ steps\n";
   {
@@ -218,7 +219,7 @@ io::OrderedJson run_demo(const DemoOptions& o) {
   t0 = Clock::now();
   auto heldout = read_prompt_list(out / "world" / "prompts" / "heldout.txt");
   if (static_cast<int64_t>(heldout.size()) > s.eval_prompts) heldout.resize(s.eval_prompts);
-  std::cerr << "[demo] 3/4 generating " << heldout.size() << " held-out prompts x " << s.eval_seeds
+  std::cerr << std::defaultfloat << "[demo] 3/4 generating " << heldout.size() << " held-out prompts x " << s.eval_seeds
             << " seeds with each model (" << s.eval_scheduler << " " << s.eval_steps << " steps, guidance "
             << s.guidance << ")\n";
   generate_set(o.model, "", heldout, s, out / "samples" / "base", "base", o.quiet);

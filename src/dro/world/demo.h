@@ -35,8 +35,8 @@ struct DemoOptions {
 // Runs the demo and returns results.json. UsageError when the model folder is missing.
 io::OrderedJson run_demo(const DemoOptions& options);
 
-// The shipped base model: DRO_SOURCE_DIR/assets/world-base, or assets/world-base next to or above
-// the executable; empty when none is found.
+// The shipped base model: assets/world-base under DRO_SOURCE_DIR (when defined), the working
+// folder, or the executable's folder or one of its parents; empty when none is found.
 std::filesystem::path find_default_base_model(const std::filesystem::path& executable);
 
 }  // namespace dro::world
