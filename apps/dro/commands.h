@@ -14,5 +14,7 @@ Action register_inspect(CLI::App& app);
 Action register_sample(CLI::App& app);
 Action register_train(CLI::App& app);
 Action register_bench(CLI::App& app);
+Action register_world(CLI::App& app);
+Action register_demo(CLI::App& app);
 
 }  // namespace dro::app

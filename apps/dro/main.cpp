@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   add(dro::app::register_sample);
   add(dro::app::register_train);
   add(dro::app::register_bench);
+  add(dro::app::register_world);
+  add(dro::app::register_demo);
 
   try {
     app.parse(argc, argv);

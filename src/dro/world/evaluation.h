@@ -1,0 +1,58 @@
+// Scoring generated images in the preference world: per image the hidden preference and prompt
+// fidelity, per prompt the diversity across seeds, and summaries with 95% confidence intervals
+// over prompts. Reads the official output layout (DIR/<idx>/<seed>.png + caption.txt) that
+// `dro sample` writes, so any model's images can be scored.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "dro/io/image.h"
+#include "dro/io/json.h"
+#include "dro/world/prompt.h"
+
+namespace dro::world {
+
+struct PromptImages {
+  std::string id;  // folder name
+  Prompt prompt;
+  std::vector<std::string> names;  // file stems (seeds), sorted
+  std::vector<io::Image> images;
+};
+
+// Reads every DIR/<idx>/ holding caption.txt and at least one PNG, in folder-name order.
+// UsageError when the folder has none; a caption that is not a world prompt is a UsageError too.
+std::vector<PromptImages> read_image_folder(const std::filesystem::path& dir);
+
+struct PromptScore {
+  std::string id;
+  Prompt prompt;
+  std::vector<double> preference, fidelity;  // per image
+  double mean_preference = 0, mean_fidelity = 0;
+  double pixel_diversity = 0, feature_diversity = 0;  // across the prompt's images
+};
+
+PromptScore score_prompt(const PromptImages& p);
+std::vector<PromptScore> score_prompts(const std::vector<PromptImages>& prompts);
+
+// Mean of per-prompt values with a normal-approximation 95% interval (mean +- 1.96 s / sqrt(n)).
+struct Interval {
+  double mean = 0, ci_low = 0, ci_high = 0;
+  io::OrderedJson to_json() const;
+};
+Interval mean_interval(const std::vector<double>& values);
+
+struct ModelSummary {
+  size_t prompts = 0, images = 0;
+  Interval preference, fidelity, diversity, feature_diversity;
+  // Fraction of prompts where this model's mean preference beats the baseline's (ties count
+  // one half); negative when there is no baseline.
+  double win_rate_vs_base = -1;
+  io::OrderedJson to_json() const;
+};
+
+// Summary of one model; with `base` (same prompts in the same order), also the win rate.
+ModelSummary summarise(const std::vector<PromptScore>& scores, const std::vector<PromptScore>* base = nullptr);
+
+}  // namespace dro::world
