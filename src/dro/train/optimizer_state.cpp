@@ -1,10 +1,21 @@
 #include "dro/train/optimizer_state.h"
 
+#include <type_traits>
+
 #include "dro/core/error.h"
 
 namespace dro::train {
 namespace {
-std::string key_of(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+// LibTorch 1.x keys optimizer state by the TensorImpl address as a string, 2.x by the address.
+using StateKey = std::decay_t<decltype(std::declval<torch::optim::AdamW&>().state())>::key_type;
+template <typename Key = StateKey>
+Key key_of(const torch::Tensor& p) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    return c10::guts::to_string(p.unsafeGetTensorImpl());
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
 }  // namespace
 
 io::NamedTensors adamw_state(torch::optim::AdamW& opt, const std::vector<torch::Tensor>& params) {

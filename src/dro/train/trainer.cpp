@@ -91,6 +91,7 @@ struct Trainer::Impl {
   StepStats stats;
   PhaseTimes times;
   double last_grad_norm = 0;
+  double last_step_loss = 0;  // mean loss of the last optimisation step (progress display)
   std::unique_ptr<TensorBoardWriter> tb;
   std::unique_ptr<std::ofstream> jsonl;
 
@@ -373,6 +374,7 @@ struct Trainer::Impl {
     sync();
     times.optimizer += seconds_since(t0);
     if (opts.write_outputs) log_step(rate);
+    last_step_loss = stats.n ? stats.sums["loss"] / stats.n : 0.0;
     stats.clear();
   }
 
@@ -545,7 +547,7 @@ struct Trainer::Impl {
       micro_step();
       const double rate = (step - start) / std::max(1e-9, seconds_since(t0));
       char extra[160];
-      std::snprintf(extra, sizeof(extra), "loss %.3e lr %.2e %.2f it/s", stats.n ? stats.sums["loss"] / stats.n : 0.0,
+      std::snprintf(extra, sizeof(extra), "loss %.3e lr %.2e %.2f it/s", stats.n ? stats.sums["loss"] / stats.n : last_step_loss,
                     lr.lr(opt_step), rate);
       progress.tick(1, extra);
       if (opts.write_outputs && step % cfg.checkpointing_steps == 0) save(true);
