@@ -2,6 +2,7 @@
 
 #include "dro/core/error.h"
 #include "dro/core/progress.h"
+#include "dro/sched/ddim.h"
 #include "dro/sched/ddpm.h"
 
 namespace dro::pipeline {
@@ -18,6 +19,9 @@ torch::Tensor denoise(models::UNet2DConditionModel& unet, sched::Scheduler& sche
   const int64_t N = scheduler.num_inference_steps();
   if (N == 0) throw UsageError("[sample] the scheduler has no timesteps (set_timesteps first)");
   auto* ddpm = dynamic_cast<sched::DdpmScheduler*>(&scheduler);
+  auto* ddim = dynamic_cast<sched::DdimScheduler*>(&scheduler);
+  const bool per_sample_noise = (ddpm || (ddim && ddim->eta() > 0)) && o.per_sample_generators &&
+                                !o.per_sample_generators->empty();
   const auto dtype = latents.scalar_type();
   for (int64_t k = 0; k < N; ++k) {
     torch::Tensor t = scheduler.timestep(k);  // 0-dim or [B]
@@ -32,12 +36,14 @@ torch::Tensor denoise(models::UNet2DConditionModel& unet, sched::Scheduler& sche
     }
     eps = eps.to(dtype);
     if (o.hook) o.hook(k, t.dim() == 0 ? t.expand({B}) : t, latents, eps);
-    if (ddpm && o.per_sample_generators && !o.per_sample_generators->empty()) {
+    if (per_sample_noise) {
+      // Each sample's step noise from its own generator: an image does not depend on its batch.
       std::vector<torch::Tensor> noise;
       for (int64_t b = 0; b < B; ++b)
         noise.push_back(at::randn(latents.sizes().slice(1), (*o.per_sample_generators)[b],
                                   torch::TensorOptions().dtype(torch::kFloat32)));
-      latents = ddpm->step_with_noise(eps, k, latents, torch::stack(noise).to(latents.device(), dtype));
+      const auto n = torch::stack(noise).to(latents.device(), dtype);
+      latents = ddpm ? ddpm->step_with_noise(eps, k, latents, n) : ddim->step_with_noise(eps, k, latents, n);
     } else {
       latents = scheduler.step(eps, k, latents, o.generator);
     }
