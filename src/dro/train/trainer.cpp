@@ -202,6 +202,16 @@ struct Trainer::Impl {
     return b;
   }
 
+  // Replaces each prompt by "" with probability random_drop_prompt_probability (one draw each).
+  std::vector<std::string> drop_prompts(const std::vector<std::string>& prompts, at::Generator& gen) const {
+    std::vector<std::string> out;
+    for (const auto& p : prompts) {
+      const bool drop = at::rand({1}, gen).item<double>() < cfg.random_drop_prompt_probability;
+      out.push_back(drop ? std::string() : p);
+    }
+    return out;
+  }
+
   models::UNet2DConditionModel& policy() { return policy_shared ? unet : unet_policy; }
 
   // One batch of policy trajectories for buffer_batch_size expert examples.
@@ -211,12 +221,8 @@ struct Trainer::Impl {
     times.data += seconds_since(t0);
     t0 = Clock::now();
     const int64_t B = cfg.buffer_batch_size;
-    std::vector<std::string> captions;
-    for (const auto& p : batch.prompts) {
-      // Prompt dropout: the same (possibly empty) caption conditions sampling and learning.
-      const bool drop = at::rand({1}, filler_gen).item<double>() < cfg.random_drop_prompt_probability;
-      captions.push_back(drop ? std::string() : p);
-    }
+    // Prompt dropout: the same (possibly empty) caption conditions sampling and learning.
+    const auto captions = drop_prompts(batch.prompts, filler_gen);
     // No-grad rather than inference mode: the stored tensors later feed autograd as inputs.
     torch::NoGradGuard no_grad;
     auto emb = prompts->encode(captions);
@@ -293,11 +299,7 @@ struct Trainer::Impl {
     auto t0 = Clock::now();
     auto batch = next_expert(cfg.batch_size);
     times.data += seconds_since(t0);
-    std::vector<std::string> captions;
-    for (const auto& p : batch.prompts) {
-      const bool drop = at::rand({1}, learner_gen).item<double>() < cfg.random_drop_prompt_probability;
-      captions.push_back(drop ? std::string() : p);
-    }
+    const auto captions = drop_prompts(batch.prompts, learner_gen);
     torch::NoGradGuard no_grad;
     BufferSample s;
     auto emb = prompts->encode(captions);
