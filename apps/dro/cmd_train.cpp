@@ -1,6 +1,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "dro/dist/process_group.h"
 #include "dro/train/trainer.h"
 #include "train_options.h"
 
@@ -18,7 +19,8 @@ Action register_train(CLI::App& app) {
     auto cfg = resolve_train_config(cmd, *flags);
     train::Trainer trainer(cfg);
     trainer.run();
-    std::cerr << "[train] done: " << trainer.step() << " micro-steps; checkpoints in " << cfg.logdir << "\n";
+    if (trainer.group().is_main())
+      std::cerr << "[train] done: " << trainer.step() << " micro-steps; checkpoints in " << cfg.logdir << "\n";
     return 0;
   };
 }

@@ -16,5 +16,6 @@ Action register_train(CLI::App& app);
 Action register_bench(CLI::App& app);
 Action register_world(CLI::App& app);
 Action register_demo(CLI::App& app);
+Action register_launch(CLI::App& app);
 
 }  // namespace dro::app

@@ -1,4 +1,6 @@
 // dro: Diffusion-DRO for Stable Diffusion 1.5 / SDXL in one native program.
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <vector>
 
@@ -24,24 +26,31 @@ int main(int argc, char** argv) {
   add(dro::app::register_bench);
   add(dro::app::register_world);
   add(dro::app::register_demo);
+  add(dro::app::register_launch);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  // One process of a data-parallel run leaves at once on error: tearing down a process group
+  // whose peers are gone can block, and the launcher or the peers' timeouts do the rest.
+  auto fail = [](int code, const char* what) {
+    std::cerr << "error: " << what << std::endl;
+    const char* ws = std::getenv("WORLD_SIZE");
+    if (ws && std::atoi(ws) > 1) {
+      std::fflush(nullptr);
+      std::_Exit(code);
+    }
+    return code;
+  };
   try {
     for (auto& [cmd, action] : commands)
       if (cmd->parsed()) return action();
   } catch (const dro::UsageError& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 2;
-  } catch (const dro::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
+    return fail(2, e.what());
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
+    return fail(1, e.what());
   }
   return 0;
 }

@@ -127,6 +127,12 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   cmd->add_option("--log-every", c.log_every, "optimisation steps between metric records")->capture_default_str();
   cmd->add_option("--device", c.device, "auto | cpu | cuda | cuda:N")->capture_default_str();
   cmd->add_flag("--quiet", c.quiet, "no progress display");
+  cmd->add_option("--dist-backend", c.dist_backend,
+                  "several processes (RANK/WORLD_SIZE set by torchrun, srun or dro launch): auto (nccl on "
+                  "CUDA, gloo on CPU) | gloo | nccl")->capture_default_str();
+  cmd->add_option("--dist-timeout", c.dist_timeout,
+                  "seconds a rank waits for its peers (start-up, collectives, rank 0's saves) before "
+                  "exiting with an error")->capture_default_str();
 }
 
 train::TrainConfig resolve_train_config(CLI::App* cmd, const TrainFlags& f) {

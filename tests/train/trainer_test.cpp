@@ -8,44 +8,13 @@
 #include "dro/models/unet.h"
 #include "dro/train/trainer.h"
 #include "test_util.h"
+#include "train/train_helpers.h"
 
 namespace dro::train {
 namespace {
 namespace fs = std::filesystem;
-
-// A small expert folder in the official layout: DIR/<id>/{<id>.png, caption.txt}.
-void write_experts(const fs::path& dir, int n, int size = 40) {
-  const char* captions[] = {"a red circle", "a blue square on a dark background", "two cats", "a yellow star"};
-  auto gen = at::detail::createCPUGenerator(5);
-  for (int i = 0; i < n; ++i) {
-    const fs::path d = dir / cat("00", i);
-    fs::create_directories(d);
-    auto img = torch::rand({3, size, size + 8 * (i % 2)}, gen) * 2 - 1;
-    io::write_png(d / cat("00", i, ".png"), io::from_tensor(img));
-    std::ofstream(d / "caption.txt") << captions[i % 4];
-  }
-}
-
-TrainConfig tiny_config(const std::string& model, const fs::path& data, const fs::path& logdir) {
-  TrainConfig c;
-  c.pretrained_model_name_or_path = (test::fixtures() / model).string();
-  c.train_dataset = data.string();
-  c.logdir = logdir.string();
-  c.resolution = 32;
-  c.batch_size = 2;
-  c.gradient_accumulation_steps = 2;
-  c.num_steps = 4;
-  c.buffer_size = 4;
-  c.buffer_batch_size = 2;
-  c.buffer_num_inference_steps = 4;
-  c.buffer_update_steps = 2;
-  c.checkpointing_steps = 2;
-  c.learning_rate = 1e-3;
-  c.quiet = true;
-  c.device = "cpu";
-  c.dataloader_num_workers = 2;
-  return c;
-}
+using test::tiny_config;
+using test::write_experts;
 
 std::map<std::string, torch::Tensor> weights(const fs::path& f) {
   std::map<std::string, torch::Tensor> out;

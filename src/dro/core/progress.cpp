@@ -33,6 +33,7 @@ void Progress::draw(bool force) {
   const double since = std::chrono::duration<double>(now - last_draw_).count();
   if (!force && since < (tty_ ? 0.2 : 5.0)) return;
   last_draw_ = now;
+  drawn_done_ = done_;
   std::ostringstream os;
   os << label_ << " " << done_ << "/" << total_;
   if (total_ > 0) {
@@ -59,7 +60,7 @@ void Progress::draw(bool force) {
 
 void Progress::finish() {
   if (finished_) return;
-  draw(true);
+  if (drawn_done_ != done_) draw(true);
   finished_ = true;
   if (!quiet_ && tty_) std::cerr << "\n";
 }

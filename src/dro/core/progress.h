@@ -24,6 +24,7 @@ class Progress {
   void draw(bool force);
   std::string label_;
   int64_t total_, done_, initial_;
+  int64_t drawn_done_ = -1;  // done_ at the last line drawn
   bool quiet_, tty_, finished_ = false;
   std::string extra_;
   std::chrono::steady_clock::time_point start_, last_draw_;

@@ -78,43 +78,48 @@ BufferSample ReplayBuffer::gather(const torch::Tensor& rows, const torch::Tensor
   return s;
 }
 
-void ReplayBuffer::save(const std::filesystem::path& path) const {
+io::NamedTensors ReplayBuffer::to_tensors() const {
   io::NamedTensors tensors;
-  if (!rows_.empty()) {
-    auto stack = [&](torch::Tensor Row::*field) {
-      std::vector<torch::Tensor> v;
-      for (const auto& r : rows_) v.push_back((r.*field).to(torch::kCPU));
-      return torch::stack(v);
-    };
-    tensors = {{"c", stack(&Row::c)}, {"x0", stack(&Row::x0)}, {"t", stack(&Row::t)},
-               {"xt", stack(&Row::xt)}, {"eps", stack(&Row::eps)}};
-    if (rows_.front().c_pooled.defined()) tensors.emplace_back("c_pooled", stack(&Row::c_pooled));
-    if (rows_.front().add_time_ids.defined())
-      tensors.emplace_back("add_time_ids", stack(&Row::add_time_ids));
-  }
-  io::save_safetensors(path, tensors, {{"capacity", std::to_string(capacity_)},
-                                       {"rows", std::to_string(rows_.size())}});
+  if (rows_.empty()) return tensors;
+  auto stack = [&](torch::Tensor Row::*field) {
+    std::vector<torch::Tensor> v;
+    for (const auto& r : rows_) v.push_back((r.*field).to(torch::kCPU));
+    return torch::stack(v);
+  };
+  tensors = {{"c", stack(&Row::c)}, {"x0", stack(&Row::x0)}, {"t", stack(&Row::t)},
+             {"xt", stack(&Row::xt)}, {"eps", stack(&Row::eps)}};
+  if (rows_.front().c_pooled.defined()) tensors.emplace_back("c_pooled", stack(&Row::c_pooled));
+  if (rows_.front().add_time_ids.defined()) tensors.emplace_back("add_time_ids", stack(&Row::add_time_ids));
+  return tensors;
 }
 
-void ReplayBuffer::load(const std::filesystem::path& path) {
-  auto f = io::SafetensorsFile::open(path);
+void ReplayBuffer::from_tensors(const std::map<std::string, torch::Tensor>& f, const std::string& where) {
   rows_.clear();
-  if (f->tensors().empty()) return;
+  if (f.empty()) return;
   for (const char* k : {"c", "x0", "t", "xt", "eps"})
-    if (!f->contains(k)) throw IoError(cat("[buffer] ", path.string(), ": no tensor '", k, "'"));
+    if (!f.count(k)) throw IoError(cat("[buffer] ", where, ": no tensor '", k, "'"));
   TrajectoryBatch b;
-  b.c = f->get("c");
-  b.x0 = f->get("x0");
-  b.t = f->get("t");
-  b.xt = f->get("xt");
-  b.eps = f->get("eps");
-  if (f->contains("c_pooled")) b.c_pooled = f->get("c_pooled");
-  if (f->contains("add_time_ids")) b.add_time_ids = f->get("add_time_ids");
+  b.c = f.at("c");
+  b.x0 = f.at("x0");
+  b.t = f.at("t");
+  b.xt = f.at("xt");
+  b.eps = f.at("eps");
+  if (f.count("c_pooled")) b.c_pooled = f.at("c_pooled");
+  if (f.count("add_time_ids")) b.add_time_ids = f.at("add_time_ids");
   const int64_t saved_capacity = capacity_;
   capacity_ = std::max<int64_t>(capacity_, b.x0.size(0));
   commit(b);
   capacity_ = saved_capacity;
   while (static_cast<int64_t>(rows_.size()) > capacity_) rows_.pop_front();
+}
+
+void ReplayBuffer::save(const std::filesystem::path& path) const {
+  io::save_safetensors(path, to_tensors(), {{"capacity", std::to_string(capacity_)},
+                                            {"rows", std::to_string(rows_.size())}});
+}
+
+void ReplayBuffer::load(const std::filesystem::path& path) {
+  from_tensors(io::load_safetensors(path), path.string());
 }
 
 }  // namespace dro::train

@@ -6,10 +6,13 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <filesystem>
 #include <string>
 
 #include <torch/torch.h>
+
+#include "dro/io/safetensors.h"
 
 namespace dro::train {
 
@@ -53,6 +56,9 @@ class ReplayBuffer {
   // The rows/steps given explicitly (golden tests replay fixed indices).
   BufferSample gather(const torch::Tensor& rows, const torch::Tensor& steps, torch::Device device) const;
 
+  // Whole buffer as named tensors (rows stacked in FIFO order; none when empty) and back.
+  io::NamedTensors to_tensors() const;
+  void from_tensors(const std::map<std::string, torch::Tensor>& tensors, const std::string& where);
   // Whole buffer as safetensors (rows stacked in FIFO order) + capacity in the metadata; atomic.
   void save(const std::filesystem::path& path) const;
   // Replaces the content with a saved buffer; IoError naming the file when it does not fit.

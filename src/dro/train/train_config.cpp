@@ -62,6 +62,8 @@ void for_each_field(TrainConfig& c, F&& f) {
   f("log_every", c.log_every);
   f("quiet", c.quiet);
   f("device", c.device);
+  f("dist_backend", c.dist_backend);
+  f("dist_timeout", c.dist_timeout);
 }
 
 std::string snake(std::string k) {
@@ -145,6 +147,9 @@ void TrainConfig::validate() const {
   s.name = lr_scheduler;
   s.base_lr = learning_rate;
   s.validate();
+  if (dist_backend != "auto" && dist_backend != "gloo" && dist_backend != "nccl")
+    throw UsageError(cat("[train] --dist-backend '", dist_backend, "' (auto, gloo, nccl)"));
+  if (!(dist_timeout > 0)) throw UsageError(cat("[train] --dist-timeout must be positive, got ", dist_timeout));
   if (objective != "dro" && objective != "sft")
     throw UsageError(cat("[train] --objective '", objective, "' (dro, sft)"));
 }

@@ -65,6 +65,10 @@ struct TrainConfig {
 
   std::string device = "auto";  // auto | cpu | cuda | cuda:N
 
+  // Data-parallel runs (several processes; see dro/dist/process_group.h).
+  std::string dist_backend = "auto";  // auto | gloo | nccl
+  double dist_timeout = 600;          // seconds a rank waits for its peers
+
   io::OrderedJson to_json() const;
   // Reads the fields present in `j` (snake_case or kebab-case keys), leaving the others; a key
   // that is not an option is a UsageError naming it.

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -14,6 +15,7 @@
 #include "dro/core/progress.h"
 #include "dro/core/rng.h"
 #include "dro/data/expert_dataset.h"
+#include "dro/dist/process_group.h"
 #include "dro/io/atomic_file.h"
 #include "dro/io/json.h"
 #include "dro/io/safetensors.h"
@@ -62,6 +64,9 @@ struct StepStats {
 struct Trainer::Impl {
   TrainConfig cfg;
   TrainerOptions opts;
+  std::shared_ptr<dist::Group> group;
+  int rank = 0, world = 1;
+  bool main = true;  // rank 0: writes files, shows progress
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;  // weights and activations of the frozen models
   bool autocast_bf16 = false;
@@ -102,6 +107,21 @@ struct Trainer::Impl {
   Impl(TrainConfig c, TrainerOptions o) : cfg(std::move(c)), opts(o) {
     cfg.validate();
     device = resolve_device(cfg.device);
+    group = opts.group;
+    if (!group) {
+      const auto env = dist::Env::from_environment();
+      if (env.distributed() && device.is_cuda() && !device.has_index())  // one process per GPU
+        device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+      dist::GroupOptions go;
+      go.backend = cfg.dist_backend;
+      go.timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.dist_timeout * 1000));
+      go.device = device;
+      group = dist::init_process_group(env, go);
+    }
+    rank = group->rank();
+    world = group->size();
+    main = group->is_main();
+    if (!main) cfg.quiet = true;
     std::string mp = cfg.mixed_precision == "auto" ? (device.is_cuda() ? "bf16" : "no") : cfg.mixed_precision;
     if (mp == "fp16")
       throw UsageError("[train] --mixed-precision fp16 is not supported; use bf16 (CUDA) or no");
@@ -113,17 +133,24 @@ struct Trainer::Impl {
     autocast_bf16 = mp == "bf16" && !cfg.pure_bf16;
     if (cfg.allow_tf32) compat::allow_tf32(true);
 
-    filler_gen = make_generator(derive_seed(cfg.seed, "filler"));
-    learner_gen = make_generator(derive_seed(cfg.seed, "learner"));
-    random_data_gen = make_generator(derive_seed(cfg.seed, "random-data"));
+    // Rank 0 draws exactly as a single process; the other ranks get streams of their own.
+    auto stream = [&](const std::string& name) {
+      return make_generator(rank == 0 ? derive_seed(cfg.seed, name) : derive_seed(cfg.seed, name + "/rank", rank));
+    };
+    filler_gen = stream("filler");
+    learner_gen = stream("learner");
+    random_data_gen = stream("random-data");
 
     objective = make_objective(cfg.objective, cfg.margin);
     load_models();
+    // Identical starting weights on every rank, whatever each one read from disk.
+    group->broadcast(params);
+    if (unet_policy) group->broadcast(unet_policy->parameters(true));
     load_data();
     buffer = std::make_unique<ReplayBuffer>(cfg.buffer_size, cfg.buffer_cpu ? torch::Device(torch::kCPU) : device,
                                             dtype);
     double base_lr = cfg.learning_rate;
-    if (cfg.scale_lr) base_lr *= cfg.gradient_accumulation_steps * cfg.batch_size;
+    if (cfg.scale_lr) base_lr *= cfg.gradient_accumulation_steps * cfg.batch_size * world;
     lr.name = cfg.lr_scheduler;
     lr.base_lr = base_lr;
     lr.warmup_steps = cfg.lr_warmup_steps / cfg.gradient_accumulation_steps;
@@ -187,8 +214,9 @@ struct Trainer::Impl {
     if (opts.random_data) return;
     dataset = data::ExpertDataset::scan(cfg.train_dataset, cfg.skip_bad_images);
     data::TransformOptions t{cfg.resolution, cfg.random_flip, cfg.random_crop};
+    // Every rank shuffles each epoch identically and takes its own slice (no overlap).
     loader = std::make_unique<data::ExpertLoader>(&*dataset, t, derive_seed(cfg.seed, "data"),
-                                                  cfg.dataloader_num_workers);
+                                                  cfg.dataloader_num_workers, rank, world);
   }
 
   data::ExpertLoader::Batch next_expert(int64_t n) {
@@ -355,9 +383,21 @@ struct Trainer::Impl {
     for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(params[i]);
   }
 
+  void average_gradients() {
+    if (world == 1) return;
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> grads;
+    for (auto& p : params) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);  // every rank sends the same set
+      grads.push_back(p.grad());
+    }
+    group->all_reduce_mean(grads);
+  }
+
   void optimise() {
     auto t0 = Clock::now();
     torch::NoGradGuard no_grad;
+    average_gradients();
     if (cfg.max_grad_norm > 0) {
       last_grad_norm = torch::nn::utils::clip_grad_norm_(params, cfg.max_grad_norm);
     } else {
@@ -375,13 +415,22 @@ struct Trainer::Impl {
     ++opt_step;
     sync();
     times.optimizer += seconds_since(t0);
-    if (opts.write_outputs) log_step(rate);
+    if (opt_step % cfg.log_every == 0 || opt_step == cfg.optimisation_steps()) log_step(rate);
     last_step_loss = stats.n ? stats.sums["loss"] / stats.n : 0.0;
     stats.clear();
   }
 
+  // Records the step's metrics (means over every rank's micro-steps); rank 0 writes them.
   void log_step(double rate) {
-    if (opt_step % cfg.log_every != 0 && opt_step != cfg.optimisation_steps()) return;
+    if (world > 1) {  // a collective: every rank takes part, in the same key order
+      std::vector<double> v{static_cast<double>(stats.n)};
+      for (const auto& [k, s] : stats.sums) v.push_back(s);
+      v = group->all_reduce_sum(v);
+      stats.n = static_cast<int64_t>(v[0]);
+      size_t i = 1;
+      for (auto& [k, s] : stats.sums) s = v[i++];
+    }
+    if (!opts.write_outputs || !main) return;
     io::OrderedJson j;
     j["step"] = step;
     j["opt_step"] = opt_step;
@@ -425,7 +474,43 @@ struct Trainer::Impl {
     fs::rename(tmp, dir);
   }
 
+  // This rank's own part of the state: replay buffer, random streams, data position.
+  io::NamedTensors rank_state() const {
+    io::NamedTensors t;
+    for (auto& [k, v] : buffer->to_tensors()) t.emplace_back("buffer/" + k, v);
+    t.emplace_back("rng/filler", generator_state(filler_gen));
+    t.emplace_back("rng/learner", generator_state(learner_gen));
+    t.emplace_back("rng/random_data", generator_state(random_data_gen));
+    t.emplace_back("data/epoch_position", torch::tensor({loader ? loader->epoch() : int64_t(0),
+                                                         loader ? loader->position() : int64_t(0)}));
+    return t;
+  }
+
+  // (sum, sum of |w|) of the trained weights in float64: equal on every rank unless they diverged.
+  std::vector<double> weight_fingerprint() const {
+    torch::NoGradGuard no_grad;
+    double sum = 0, abs_sum = 0;
+    for (const auto& p : params) {
+      auto d = p.detach().to(torch::kFloat64);
+      sum += d.sum().item<double>();
+      abs_sum += d.abs().sum().item<double>();
+    }
+    return {sum, abs_sum};
+  }
+
+  // Every rank calls this. Rank 0 writes LOGDIR/state (a temporary folder swapped in whole), with
+  // each rank's part received over the group, then the checkpoint; the others only send.
   void save(bool checkpoint) {
+    const auto prints = group->all_gather(weight_fingerprint());
+    for (int r = 1; r < world; ++r)
+      if (prints[r] != prints[0])
+        throw Error(cat("[train] rank ", r, "'s weights differ from rank 0's at micro-step ", step,
+                        " (the ranks diverged; not saving)"));
+    if (!main) {
+      group->send(rank_state(), 0);
+      group->barrier();  // rank 0 has written everything
+      return;
+    }
     const fs::path logdir = cfg.logdir;
     fs::create_directories(logdir);
     const fs::path final_dir = logdir / "state";
@@ -444,18 +529,23 @@ struct Trainer::Impl {
       for (size_t i = 0; i < params.size(); ++i) e.emplace_back(param_names[i], ema->shadow()[i]);
       io::save_safetensors(tmp / "ema.safetensors", e);
     }
-    buffer->save(tmp / "buffer.safetensors");
-    io::save_safetensors(tmp / "rng.safetensors", {{"filler", generator_state(filler_gen)},
-                                                    {"learner", generator_state(learner_gen)},
-                                                    {"random_data", generator_state(random_data_gen)}});
+    for (int r = 0; r < world; ++r) {
+      io::NamedTensors part;
+      if (r == 0) {
+        part = rank_state();
+      } else {
+        for (auto& [k, v] : group->recv(r)) part.emplace_back(k, v);
+      }
+      io::save_safetensors(tmp / cat("rank-", r, ".safetensors"), part);
+    }
     io::OrderedJson st;
-    st["format"] = "dro-train-state-1";
+    st["format"] = "dro-train-state-2";
     st["step"] = step;
     st["opt_step"] = opt_step;
     st["ema_updates"] = ema ? ema->updates() : 0;
-    st["data_epoch"] = loader ? loader->epoch() : 0;
-    st["data_position"] = loader ? loader->position() : 0;
-    st["world_size"] = 1;
+    st["world_size"] = world;
+    st["weight_fingerprint"] = prints[0];
+    st["rank0_epoch_position"] = {loader ? loader->epoch() : int64_t(0), loader ? loader->position() : int64_t(0)};
     st["config"] = cfg.to_json();
     io::write_json(tmp / "training_state.json", st);
     // Swap in the new state: a crash leaves either the old or the new folder complete.
@@ -466,46 +556,124 @@ struct Trainer::Impl {
     fs::rename(tmp, final_dir);
     fs::remove_all(old, ec);
     if (checkpoint) write_unet_folder(logdir / cat("ckpt-", step) / "unet", /*use_ema=*/true);
+    group->barrier();
   }
 
+  // Tensors of `all` under "prefix/", without the prefix.
+  static std::map<std::string, torch::Tensor> under(const std::map<std::string, torch::Tensor>& all,
+                                                    const std::string& prefix) {
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& [k, v] : all)
+      if (k.rfind(prefix + "/", 0) == 0) out[k.substr(prefix.size() + 1)] = v;
+    return out;
+  }
+
+  // Rank 0 reads LOGDIR/state and hands every rank the shared part and its own part, so all ranks
+  // restore from the same bytes (no shared file system needed).
   void load_state() {
-    fs::path dir = fs::path(cfg.logdir) / "state";
-    if (!fs::exists(dir) && fs::exists(fs::path(cfg.logdir) / "state.old")) dir = fs::path(cfg.logdir) / "state.old";
-    if (!fs::exists(dir / "training_state.json"))
-      throw IoError(cat("[train] --resume: no state in ", dir.string()));
-    auto st = io::read_json(dir / "training_state.json");
-    const std::string where = (dir / "training_state.json").string();
+    std::map<std::string, torch::Tensor> all;  // "shared/<file>/<name>", "rank/<name>", "json"
+    int saved_world = 1;
+    std::string where;
+    if (main) {
+      fs::path dir = fs::path(cfg.logdir) / "state";
+      if (!fs::exists(dir) && fs::exists(fs::path(cfg.logdir) / "state.old")) dir = fs::path(cfg.logdir) / "state.old";
+      where = dir.string();
+      if (!fs::exists(dir / "training_state.json"))
+        throw IoError(cat("[train] --resume: no state in ", dir.string()));
+      const auto st = io::read_json(dir / "training_state.json");
+      const std::string format = st.value("format", std::string());
+      if (format != "dro-train-state-2")
+        throw IoError(cat("[train] ", (dir / "training_state.json").string(), ": state format '", format,
+                          "', expected dro-train-state-2 (written by another version)"));
+      saved_world = static_cast<int>(io::get_required<int64_t>(st, "world_size", where));
+      for (const char* f : {"unet", "policy", "optimizer", "ema"}) {
+        const fs::path file = dir / (std::string(f) + ".safetensors");
+        if (!fs::exists(file)) continue;
+        for (auto& [k, v] : io::load_safetensors(file)) all[cat("shared/", f, "/", k)] = v;
+      }
+      const std::string text = st.dump();
+      auto bytes = torch::empty({static_cast<int64_t>(text.size())}, torch::kUInt8);
+      std::memcpy(bytes.data_ptr(), text.data(), text.size());
+      all["json"] = bytes;
+      if (saved_world != world)
+        std::cerr << "[train] warning: the state in " << dir.string() << " was saved by " << saved_world
+                  << " rank(s), this run has " << world << ". Weights, optimiser, EMA and step are restored; "
+                  << "ranks below " << std::min(saved_world, world) << " keep their replay buffers and "
+                  << "random streams, the others start them afresh from --seed; every rank's data stream "
+                  << "restarts at the same fraction of the saved epoch under the new sharding.\n";
+      std::map<std::string, torch::Tensor> own;
+      for (int r = 0; r < world; ++r) {
+        std::map<std::string, torch::Tensor> part = all;
+        const fs::path file = dir / cat("rank-", r, ".safetensors");
+        if (r < saved_world) {
+          if (!fs::exists(file)) throw IoError(cat("[train] --resume: ", file.string(), " is missing"));
+          for (auto& [k, v] : io::load_safetensors(file)) part["rank/" + k] = v;
+        }
+        if (r == 0) {
+          own = std::move(part);
+        } else {
+          io::NamedTensors list(part.begin(), part.end());
+          group->send(list, r);
+        }
+      }
+      all = std::move(own);
+    } else {
+      all = group->recv(0);
+      where = "state received from rank 0";
+    }
+    const auto& bytes = all.at("json");
+    const auto st = nlohmann::ordered_json::parse(
+        std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())));
+    saved_world = static_cast<int>(st.at("world_size").get<int64_t>());
     torch::NoGradGuard no_grad;
-    auto weights = io::load_safetensors(dir / "unet.safetensors");
+    const auto weights = under(all, "shared/unet");
     for (size_t i = 0; i < params.size(); ++i) {
       auto it = weights.find(param_names[i]);
       if (it == weights.end() || it->second.sizes() != params[i].sizes())
-        throw IoError(cat("[train] ", dir.string(), "/unet.safetensors: parameter '", param_names[i],
+        throw IoError(cat("[train] ", where, "/unet.safetensors: parameter '", param_names[i],
                           "' missing or of another shape (state from another model?)"));
       params[i].copy_(it->second);
     }
     if (!policy_shared) {
-      auto pol = io::load_safetensors(dir / "policy.safetensors");
-      for (const auto& p : unet_policy->named_parameters(true)) p.value().copy_(pol.at(p.key()));
+      const auto pol = under(all, "shared/policy");
+      for (const auto& p : unet_policy->named_parameters(true)) {
+        if (!pol.count(p.key())) throw IoError(cat("[train] ", where, ": no policy weight '", p.key(), "'"));
+        p.value().copy_(pol.at(p.key()));
+      }
     }
-    set_adamw_state(*optimizer, params, io::load_safetensors(dir / "optimizer.safetensors"),
-                    (dir / "optimizer.safetensors").string());
+    set_adamw_state(*optimizer, params, under(all, "shared/optimizer"), where + "/optimizer.safetensors");
     if (ema) {
-      if (!fs::exists(dir / "ema.safetensors"))
-        throw IoError(cat("[train] ", dir.string(), ": no ema.safetensors but --use-ema is on"));
-      auto e = io::load_safetensors(dir / "ema.safetensors");
+      const auto e = under(all, "shared/ema");
+      if (e.empty()) throw IoError(cat("[train] ", where, ": no ema.safetensors but --use-ema is on"));
       for (size_t i = 0; i < params.size(); ++i) ema->shadow()[i].copy_(e.at(param_names[i]));
       ema->set_updates(st.value("ema_updates", int64_t(0)));
     }
-    buffer->load(dir / "buffer.safetensors");
-    auto rng = io::load_safetensors(dir / "rng.safetensors");
-    set_generator_state(filler_gen, rng.at("filler").clone());
-    set_generator_state(learner_gen, rng.at("learner").clone());
-    set_generator_state(random_data_gen, rng.at("random_data").clone());
-    step = io::get_required<int64_t>(st, "step", where);
-    opt_step = io::get_required<int64_t>(st, "opt_step", where);
-    if (loader) loader->seek(st.value("data_epoch", int64_t(0)), st.value("data_position", int64_t(0)));
-    std::cerr << "[train] resumed from " << dir.string() << " at micro-step " << step << "\n";
+    step = st.at("step").get<int64_t>();
+    opt_step = st.at("opt_step").get<int64_t>();
+    const auto own = under(all, "rank");
+    if (!own.empty()) {  // this rank existed in the saved run
+      buffer->from_tensors(under(own, "buffer"), where + cat("/rank-", rank, ".safetensors"));
+      set_generator_state(filler_gen, own.at("rng/filler").clone());
+      set_generator_state(learner_gen, own.at("rng/learner").clone());
+      set_generator_state(random_data_gen, own.at("rng/random_data").clone());
+    }
+    if (loader) {
+      // Rank 0's position stands for the run's: under another sharding, the same fraction of the epoch.
+      const auto pos = all.count("rank/data/epoch_position") && saved_world == world
+                           ? all.at("rank/data/epoch_position")
+                           : torch::Tensor();
+      int64_t epoch = 0, position = 0;
+      if (pos.defined()) {
+        epoch = pos[0].item<int64_t>();
+        position = pos[1].item<int64_t>();
+      } else {
+        const auto p0 = st.at("rank0_epoch_position").get<std::vector<int64_t>>();
+        epoch = p0[0];
+        position = p0[1] * saved_world / world;
+      }
+      loader->seek(epoch, position);
+    }
+    if (main) std::cerr << "[train] resumed from " << where << " at micro-step " << step << "\n";
   }
 
   void open_outputs() {
@@ -524,7 +692,11 @@ struct Trainer::Impl {
               << (cfg.pure_bf16 ? "pure bf16" : cfg.mixed_precision) << "\n"
               << "- Batch size per device   : " << cfg.batch_size << "\n"
               << "- Gradient accumulation   : " << cfg.gradient_accumulation_steps << "\n"
-              << "- Effective batch size    : " << cfg.batch_size * cfg.gradient_accumulation_steps << "\n"
+              << "- Processes               : " << world
+              << (world > 1 ? cat(" (", group->backend(), ", timeout ", cfg.dist_timeout, " s)") : std::string()) << "\n"
+              << "- Effective batch size    : " << cfg.batch_size * cfg.gradient_accumulation_steps * world
+              << " (" << cfg.batch_size << " x " << cfg.gradient_accumulation_steps << " accumulation x " << world
+              << " processes)\n"
               << "- Dataset size            : " << (dataset ? dataset->size() : 0)
               << (dataset && dataset->skipped() ? cat(" (", dataset->skipped(), " skipped)") : "") << "\n"
               << "- Micro-steps             : " << cfg.num_steps << "\n"
@@ -540,8 +712,8 @@ struct Trainer::Impl {
 
   void run() {
     if (cfg.resume) load_state();
-    if (opts.write_outputs) open_outputs();
-    print_header();
+    if (opts.write_outputs && main) open_outputs();
+    if (main) print_header();
     Progress progress("train", cfg.num_steps, cfg.quiet, step);
     auto t0 = Clock::now();
     const int64_t start = step;
@@ -569,5 +741,7 @@ const PhaseTimes& Trainer::times() const { return impl_->times; }
 const TrainConfig& Trainer::config() const { return impl_->cfg; }
 models::UNet2DConditionModelImpl& Trainer::unet() { return *impl_->unet; }
 void Trainer::save(bool checkpoint) { impl_->save(checkpoint); }
+void Trainer::average_gradients() { impl_->average_gradients(); }
+dist::Group& Trainer::group() { return *impl_->group; }
 
 }  // namespace dro::train

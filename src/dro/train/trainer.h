@@ -16,6 +16,9 @@
 namespace dro::models {
 struct UNet2DConditionModelImpl;
 }
+namespace dro::dist {
+class Group;
+}
 
 namespace dro::train {
 
@@ -32,6 +35,9 @@ struct TrainerOptions {
   std::string random_prompt = "a photo";
   bool profile = false;         // synchronise the device around phases so times are exact
   bool write_outputs = true;    // logs, checkpoints and state (off for benchmarks)
+  // The data-parallel group; null joins the one the launcher's environment describes (a group of
+  // one for a plain run). Rank 0 writes every file; all ranks must call run() / save() alike.
+  std::shared_ptr<dist::Group> group;
 };
 
 class Trainer {
@@ -51,6 +57,10 @@ class Trainer {
   models::UNet2DConditionModelImpl& unet();
   // Writes LOGDIR/state (atomically) and, with `checkpoint`, LOGDIR/ckpt-<step>/unet.
   void save(bool checkpoint);
+  // Replaces every rank's accumulated gradients by their mean over the ranks (done by micro_step
+  // at each accumulation boundary; exposed for tests).
+  void average_gradients();
+  dist::Group& group();
 
  private:
   struct Impl;

@@ -1,0 +1,45 @@
+#include "train/train_helpers.h"
+
+#include <fstream>
+
+#include "dro/core/error.h"
+#include "dro/io/image.h"
+#include "test_util.h"
+
+namespace dro::test {
+namespace fs = std::filesystem;
+
+void write_experts(const fs::path& dir, int n, int size) {
+  const char* captions[] = {"a red circle", "a blue square on a dark background", "two cats", "a yellow star"};
+  auto gen = at::detail::createCPUGenerator(5);
+  for (int i = 0; i < n; ++i) {
+    const fs::path d = dir / cat("00", i);
+    fs::create_directories(d);
+    auto img = torch::rand({3, size, size + 8 * (i % 2)}, gen) * 2 - 1;
+    io::write_png(d / cat("00", i, ".png"), io::from_tensor(img));
+    std::ofstream(d / "caption.txt") << captions[i % 4];
+  }
+}
+
+train::TrainConfig tiny_config(const std::string& model, const fs::path& data, const fs::path& logdir) {
+  train::TrainConfig c;
+  c.pretrained_model_name_or_path = (test::fixtures() / model).string();
+  c.train_dataset = data.string();
+  c.logdir = logdir.string();
+  c.resolution = 32;
+  c.batch_size = 2;
+  c.gradient_accumulation_steps = 2;
+  c.num_steps = 4;
+  c.buffer_size = 4;
+  c.buffer_batch_size = 2;
+  c.buffer_num_inference_steps = 4;
+  c.buffer_update_steps = 2;
+  c.checkpointing_steps = 2;
+  c.learning_rate = 1e-3;
+  c.quiet = true;
+  c.device = "cpu";
+  c.dataloader_num_workers = 2;
+  return c;
+}
+
+}  // namespace dro::test
