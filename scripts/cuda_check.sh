@@ -1,39 +1,108 @@
 #!/usr/bin/env bash
 # The CUDA check on a GPU machine with a pip `torch` (CUDA LibTorch 2.x) and no package manager.
 # Needs .deps/debs (scripts/fetch_deps.sh: header-only Debian packages) and .deps/fixtures (a copy of
-# the golden fixtures). Unpacks the packages into .deps/usr, builds against the wheel's LibTorch,
-# runs the test suite (CUDA parity tests included) and the benchmarks, and prints a summary.
+# the golden fixtures). Unpacks the packages into .deps/usr, builds against the wheel's LibTorch
+# (NCCL, and Gloo when the wheel ships its headers), runs the test suite (CUDA parity tests
+# included), multi-process training, the benchmarks and, when PRETRAIN=1, GPU pretraining runs of
+# the preference world's base model in the background; prints a summary.
+# Everything must fit one device call: the pretraining is stopped at DEADLINE seconds.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/dro-cuda}"
+DEADLINE="${DEADLINE:-540}"
+T0=$(date +%s)
+elapsed() { echo $(( $(date +%s) - T0 )); }
 mkdir -p "$OUT"
+S="$OUT/summary.txt"
 rm -rf .deps/root && mkdir -p .deps/root
 for d in .deps/debs/*.deb; do dpkg -x "$d" .deps/root; done
 rm -rf .deps/usr && mv .deps/root/usr .deps/usr && rm -rf .deps/root
 TORCH_PREFIX="$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')"
+TORCH_INC="$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "include"))')"
+NCCL_INC="$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "include"))' 2>/dev/null)"
+GLOO=OFF; [ -f "$TORCH_INC/gloo/config.h" ] && GLOO=ON
+NCCL=OFF; [ -n "$NCCL_INC" ] && [ -f "$NCCL_INC/nccl.h" ] && NCCL=ON
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } | tee "$OUT/summary.txt"
-t0=$(date +%s)
-cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
-  -DDRO_FIXTURES_DIR="$PWD/.deps/fixtures" -DDRO_BUILD_BENCH=OFF > "$OUT/configure.log" 2>&1 \
-  || { tail -40 "$OUT/configure.log"; exit 1; }
-cmake --build build-cuda -j "$(nproc)" > "$OUT/build.log" 2>&1 \
-  || { grep -E "error" -A6 "$OUT/build.log" | head -100; exit 1; }
-echo "build: $(( $(date +%s) - t0 )) s, warnings: $(grep -c 'warning:' "$OUT/build.log")" | tee -a "$OUT/summary.txt"
-(cd build-cuda && timeout 420 ctest -j 8 --output-on-failure > "$OUT/ctest.log" 2>&1)
-grep -E "tests passed|tests failed|Failed|\*\*\*" "$OUT/ctest.log" | head -30 | tee -a "$OUT/summary.txt"
-./build-cuda/dro_tests --gtest_filter='Cuda*' 2>&1 | grep -E "^\[cuda\]|OK \]|FAILED" | tee -a "$OUT/summary.txt"
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+  echo "backends: gloo=$GLOO (wheel headers) nccl=$NCCL ($NCCL_INC)"; } | tee "$S"
+configure() {
+  cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
+    -DDRO_FIXTURES_DIR="$PWD/.deps/fixtures" -DDRO_BUILD_BENCH=OFF -DDRO_WITH_GLOO=$GLOO \
+    -DDRO_WITH_NCCL=$NCCL -DDRO_NCCL_INCLUDE="$NCCL_INC" > "$OUT/configure.log" 2>&1
+}
+configure || { tail -40 "$OUT/configure.log"; exit 1; }
+if ! cmake --build build-cuda -j "$(nproc)" --target dro > "$OUT/build.log" 2>&1; then
+  grep -E "error" -A6 "$OUT/build.log" | head -60 | tee -a "$S"
+  if [ "$NCCL$GLOO" != OFFOFF ]; then
+    echo "build with process-group backends failed; retrying without" | tee -a "$S"
+    NCCL=OFF; GLOO=OFF; configure && cmake --build build-cuda -j "$(nproc)" --target dro >> "$OUT/build.log" 2>&1 || exit 1
+  else exit 1; fi
+fi
+echo "build dro: $(elapsed) s, warnings: $(grep -c 'warning:' "$OUT/build.log")" | tee -a "$S"
 DRO=./build-cuda/dro
-$DRO bench model --like .deps/fixtures/tiny-sd15 --block-out-channels 128,256,512,512 --heads 8 \
-  --sample-size 32 --out /tmp/bench-model >> "$OUT/summary.txt" 2>&1
-for mp in no bf16; do
-  echo "bench train (cuda, mixed precision $mp, 128 px, batch 4, 20 DPM++ steps):" | tee -a "$OUT/summary.txt"
-  timeout 120 $DRO bench train --model /tmp/bench-model --resolution 128 --batch-size 4 \
-    --gradient-accumulation-steps 4 --buffer-size 4 --buffer-batch-size 4 --buffer-update-steps 4 \
-    --mixed-precision $mp --device cuda --steps 8 --warmup 2 --json 2>&1 | tee -a "$OUT/summary.txt" | grep -E "per_second|buffer_sampling|trained|backward|reference"
+
+# Pretraining in the background (GPU), two settings side by side.
+if [ "${PRETRAIN:-0}" = 1 ]; then
+  ( $DRO world build --out /tmp/world-0 --seed 0 > "$OUT/world.log" 2>&1
+    for v in A B; do
+      if [ $v = A ]; then lr=1e-3; bs=128; else lr=2e-3; bs=256; fi
+      $DRO world pretrain --world /tmp/world-0 --out /tmp/base-$v --steps 40000 --batch-size $bs \
+        --channels 16 32 64 --learning-rate $lr --lr-scheduler constant_with_warmup --lr-warmup-steps 100 \
+        --ema-decay 0.999 --checkpointing-steps 250 --dataloader-num-workers 6 --quiet > /tmp/pretrain-$v.log 2>&1 &
+    done
+    wait ) &
+fi
+
+cmake --build build-cuda -j "$(nproc)" > "$OUT/build-tests.log" 2>&1 || { grep -E "error" -A6 "$OUT/build-tests.log" | head -40; }
+echo "build all: $(elapsed) s" | tee -a "$S"
+(cd build-cuda && timeout 240 ctest -j 6 --output-on-failure > "$OUT/ctest.log" 2>&1)
+grep -E "tests passed|tests failed|Failed|\*\*\*" "$OUT/ctest.log" | head -30 | tee -a "$S"
+./build-cuda/dro_tests --gtest_filter='Cuda*' 2>&1 | grep -E "^\[cuda\]|OK \]|FAILED" | tee -a "$S"
+
+# Multi-process training on the GPU: 2 ranks with each backend this build has.
+mkdir -p /tmp/experts && python3 - <<'EOF'
+import os, struct, zlib, random
+random.seed(0)
+def png(path, w, h):
+    raw = b''.join(b'\x00' + bytes(random.randrange(256) for _ in range(w * 3)) for _ in range(h))
+    def chunk(t, d): return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d) & 0xffffffff)
+    open(path, 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 0))
+                           + chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
+for i in range(8):
+    d = f'/tmp/experts/{i:03d}'; os.makedirs(d, exist_ok=True)
+    png(f'{d}/{i:03d}.png', 40, 40); open(f'{d}/caption.txt', 'w').write(['a red circle', 'two cats'][i % 2])
+EOF
+for be in nccl gloo; do
+  echo "dist: 2 ranks, backend $be, cuda:" | tee -a "$S"
+  timeout 120 $DRO launch --nproc 2 --master-port 0 -- train --model .deps/fixtures/tiny-sd15 \
+    --train-dataset /tmp/experts --logdir /tmp/dist-$be --resolution 32 --batch-size 2 \
+    --gradient-accumulation-steps 2 --num-steps 8 --buffer-size 4 --buffer-batch-size 2 \
+    --buffer-num-inference-steps 4 --checkpointing-steps 4 --device cuda --dist-backend $be \
+    --dist-timeout 60 --quiet > "/tmp/dist-$be.log" 2>&1
+  echo "  exit $? ; $(grep -E 'Processes|error' /tmp/dist-$be.log | head -3 | tr '\n' ' ')" | tee -a "$S"
+  ls /tmp/dist-$be/state 2>/dev/null | tr '\n' ' ' | tee -a "$S"; echo | tee -a "$S"
 done
-echo "sample (cuda, 50 DDIM steps, 8 images of 128 px):" | tee -a "$OUT/summary.txt"
-/usr/bin/time -f "%e s" $DRO sample --model /tmp/bench-model --prompt "a photo" --images-per-prompt 8 \
-  --batch-size 8 --steps 50 --scheduler ddim --device cuda --height 128 --width 128 --out /tmp/samples --quiet 2>&1 | tail -1 | tee -a "$OUT/summary.txt"
-cp build-cuda/Testing/Temporary/LastTest.log "$OUT/" 2>/dev/null || true
-echo "== summary"; cat "$OUT/summary.txt"
+
+$DRO bench model --like .deps/fixtures/tiny-sd15 --block-out-channels 128,256,512,512 --heads 8 \
+  --sample-size 32 --out /tmp/bench-model >> "$S" 2>&1
+for mp in no bf16; do
+  echo "bench train (cuda, mixed precision $mp, 128 px, batch 4, 20 DPM++ steps):" | tee -a "$S"
+  timeout 100 $DRO bench train --model /tmp/bench-model --resolution 128 --batch-size 4 \
+    --gradient-accumulation-steps 4 --buffer-size 4 --buffer-batch-size 4 --buffer-update-steps 4 \
+    --mixed-precision $mp --device cuda --steps 8 --warmup 2 --json 2>&1 | tee -a "$S" | grep -E "per_second|buffer_sampling|trained|backward|reference"
+done
+
+if [ "${PRETRAIN:-0}" = 1 ]; then
+  while [ "$(elapsed)" -lt "$DEADLINE" ]; do sleep 5; done
+  pkill -f "world pretrain" ; sleep 2
+  for v in A B; do
+    tail -c 600 /tmp/pretrain-$v.log >> "$S"
+    last=$(ls -d /tmp/base-$v.run/ckpt-* 2>/dev/null | sed 's/.*ckpt-//' | sort -n | tail -1)
+    echo "pretrain $v: last checkpoint $last" | tee -a "$S"
+    [ -n "$last" ] && tar -C /tmp -cf "$OUT/base-$v.tar" base-$v/model_index.json base-$v/tokenizer \
+      base-$v/text_encoder base-$v/scheduler base-$v/unet "base-$v.run/ckpt-$last"
+  done
+fi
+rm -f "$OUT/configure.log"
+echo "total $(elapsed) s"
+echo "== summary"; cat "$S"
