@@ -1,5 +1,6 @@
 #include "dro/train/optimizer_state.h"
 
+#include <sstream>
 #include <type_traits>
 
 #include "dro/core/error.h"
@@ -11,7 +12,9 @@ using StateKey = std::decay_t<decltype(std::declval<torch::optim::AdamW&>().stat
 template <typename Key = StateKey>
 Key key_of(const torch::Tensor& p) {
   if constexpr (std::is_same_v<Key, std::string>) {
-    return c10::guts::to_string(p.unsafeGetTensorImpl());
+    std::ostringstream os;  // as c10::guts::to_string printed the address in 1.x
+    os << p.unsafeGetTensorImpl();
+    return os.str();
   } else {
     return static_cast<Key>(p.unsafeGetTensorImpl());
   }
