@@ -110,8 +110,14 @@ struct Trainer::Impl {
     group = opts.group;
     if (!group) {
       const auto env = dist::Env::from_environment();
-      if (env.distributed() && device.is_cuda() && !device.has_index())  // one process per GPU
+      if (env.distributed() && device.is_cuda() && !device.has_index()) {  // one process per GPU
+        const auto gpus = static_cast<int>(torch::cuda::device_count());
+        if (env.local_rank >= gpus)
+          throw UsageError(cat("[train] LOCAL_RANK ", env.local_rank, " needs GPU ", env.local_rank, " but ", gpus,
+                               " CUDA device(s) are visible: start at most one process per GPU (--nproc ", gpus,
+                               "), or name one device for all, e.g. --device cuda:0 --dist-backend gloo"));
         device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+      }
       dist::GroupOptions go;
       go.backend = cfg.dist_backend;
       go.timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.dist_timeout * 1000));
