@@ -64,6 +64,14 @@ TEST(CliDemo, QuickRunWritesAWellFormedReport) {
   EXPECT_TRUE(r["models"]["base"]["win_rate_vs_base"].is_null());
   const double w = r["models"]["dro"]["win_rate_vs_base"].get<double>();
   EXPECT_TRUE(w >= 0 && w <= 1) << w;
+  // The paired gain: mean of per-prompt differences = difference of the means (same prompts).
+  expect_interval(r["models"]["dro"], "preference_gain_vs_base");
+  expect_interval(r["models"]["dro"], "fidelity_change_vs_base");
+  EXPECT_NEAR(r["models"]["dro"]["preference_gain_vs_base"]["mean"].get<double>(),
+              r["models"]["dro"]["preference"]["mean"].get<double>() -
+                  r["models"]["base"]["preference"]["mean"].get<double>(),
+              1e-9);
+  EXPECT_FALSE(r["models"]["base"].contains("preference_gain_vs_base"));
   EXPECT_EQ(r["settings"]["train"]["random_flip"], false);
   EXPECT_EQ(r["settings"]["eval"]["prompts"], 3);
   // The generated images are in the official layout and `dro world eval` scores them.

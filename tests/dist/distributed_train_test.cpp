@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "dro/core/error.h"
+#include "dist/dist_helpers.h"
 #include "dro/dist/process_group.h"
 #include "dro/io/json.h"
 #include "dro/io/safetensors.h"
@@ -21,13 +22,6 @@
 #include "dro/train/trainer.h"
 #include "test_util.h"
 #include "train/train_helpers.h"
-
-// Skips a test that needs the Gloo backend when this build has none.
-#define DRO_REQUIRE_GLOO()                                                                  \
-  do {                                                                                      \
-    const auto b = ::dro::dist::available_backends();                                      \
-    if (std::find(b.begin(), b.end(), "gloo") == b.end()) GTEST_SKIP() << "built without Gloo"; \
-  } while (0)
 
 namespace dro::train {
 namespace {

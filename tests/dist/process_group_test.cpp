@@ -11,15 +11,9 @@
 
 #include "dro/core/error.h"
 #include "dro/core/rng.h"
+#include "dist/dist_helpers.h"
 #include "dro/dist/process_group.h"
 #include "test_util.h"
-
-// Skips a test that needs the Gloo backend when this build has none.
-#define DRO_REQUIRE_GLOO()                                                                  \
-  do {                                                                                      \
-    const auto b = ::dro::dist::available_backends();                                      \
-    if (std::find(b.begin(), b.end(), "gloo") == b.end()) GTEST_SKIP() << "built without Gloo"; \
-  } while (0)
 
 namespace dro::dist {
 namespace {

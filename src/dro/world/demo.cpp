@@ -252,7 +252,8 @@ io::OrderedJson run_demo(const DemoOptions& o) {
                 {"guidance_scale", s.guidance},
                 {"interval", "normal approximation, mean +- 1.96 sd / sqrt(prompts), over per-prompt means"},
                 {"diversity", "per prompt: mean pairwise RMS pixel difference across seeds (pixel_diversity)"},
-                {"win_rate_vs_base", "fraction of prompts whose mean preference beats the base's (ties 1/2); null for the base"}};
+                {"win_rate_vs_base", "fraction of prompts whose mean preference beats the base's (ties 1/2); null for the base"},
+                {"preference_gain_vs_base", "per-prompt DRO minus base (paired: same prompts and seeds), mean and 95% interval"}};
   io::OrderedJson per_prompt = io::OrderedJson::array();
   for (size_t i = 0; i < base_scores.size(); ++i)
     per_prompt.push_back({{"caption", base_scores[i].prompt.caption()},
@@ -304,6 +305,10 @@ io::OrderedJson run_demo(const DemoOptions& o) {
      << "| model | hidden preference (0-10) | fidelity (0-1) | diversity | win rate vs base |\n"
      << "|---|---|---|---|---|\n"
      << row("base", base) << row("DRO", dro) << "\n"
+     << std::fixed << std::setprecision(3) << "Paired by prompt (DRO minus base, same prompts and seeds): hidden preference "
+     << dro.preference_gain_vs_base.mean << " [" << dro.preference_gain_vs_base.ci_low << ", "
+     << dro.preference_gain_vs_base.ci_high << "], fidelity " << dro.fidelity_change_vs_base.mean << " ["
+     << dro.fidelity_change_vs_base.ci_low << ", " << dro.fidelity_change_vs_base.ci_high << "].\n\n"
      << "Values are means over held-out prompts with normal-approximation 95% intervals. The hidden "
         "preference is what the simulated users reward but never state (object size within its size class, "
         "saturation, centring, a dark outline; divided by 5 for every caption attribute the image misses); "
@@ -325,7 +330,11 @@ io::OrderedJson run_demo(const DemoOptions& o) {
   };
   line("base", base);
   line("dro ", dro);
-  std::cerr << "  DRO win rate vs base: " << dro.win_rate_vs_base << "\n[demo] report in " << out.string()
+  std::cerr << "  DRO - base, paired by prompt: preference " << dro.preference_gain_vs_base.mean << " ["
+            << dro.preference_gain_vs_base.ci_low << ", " << dro.preference_gain_vs_base.ci_high << "], fidelity "
+            << dro.fidelity_change_vs_base.mean << " [" << dro.fidelity_change_vs_base.ci_low << ", "
+            << dro.fidelity_change_vs_base.ci_high << "]\n"
+            << "  DRO win rate vs base: " << dro.win_rate_vs_base << "\n[demo] report in " << out.string()
             << " (results.json, summary.md, samples.png, curves.png), " << std::setprecision(0)
             << since(t_start) << " s\n";
   return res;

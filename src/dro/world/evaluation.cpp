@@ -101,6 +101,10 @@ io::OrderedJson ModelSummary::to_json() const {
   j["diversity"] = diversity.to_json();
   j["feature_diversity"] = feature_diversity.to_json();
   j["win_rate_vs_base"] = win_rate_vs_base < 0 ? io::OrderedJson(nullptr) : io::OrderedJson(win_rate_vs_base);
+  if (has_base) {
+    j["preference_gain_vs_base"] = preference_gain_vs_base.to_json();
+    j["fidelity_change_vs_base"] = fidelity_change_vs_base.to_json();
+  }
   return j;
 }
 
@@ -123,13 +127,19 @@ ModelSummary summarise(const std::vector<PromptScore>& scores, const std::vector
     if (base->size() != scores.size())
       throw UsageError(cat("[world] win rate: ", scores.size(), " prompts against ", base->size(), " for the base"));
     double wins = 0;
+    std::vector<double> dpref, dfid;
     for (size_t i = 0; i < scores.size(); ++i) {
+      dpref.push_back(scores[i].mean_preference - (*base)[i].mean_preference);
+      dfid.push_back(scores[i].mean_fidelity - (*base)[i].mean_fidelity);
       if ((*base)[i].prompt != scores[i].prompt)
         throw UsageError(cat("[world] win rate: prompt ", i, " differs from the base's"));
       const double a = scores[i].mean_preference, b = (*base)[i].mean_preference;
       wins += a > b ? 1.0 : (a == b ? 0.5 : 0.0);
     }
     m.win_rate_vs_base = scores.empty() ? 0.0 : wins / static_cast<double>(scores.size());
+    m.has_base = true;
+    m.preference_gain_vs_base = mean_interval(dpref);
+    m.fidelity_change_vs_base = mean_interval(dfid);
   }
   return m;
 }

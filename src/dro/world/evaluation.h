@@ -49,6 +49,10 @@ struct ModelSummary {
   // Fraction of prompts where this model's mean preference beats the baseline's (ties count
   // one half); negative when there is no baseline.
   double win_rate_vs_base = -1;
+  // Paired per-prompt differences from the baseline (this model minus base, same prompts and
+  // seeds), with their 95% intervals: tighter than comparing the two models' own intervals.
+  bool has_base = false;
+  Interval preference_gain_vs_base, fidelity_change_vs_base;
   io::OrderedJson to_json() const;
 };
 
