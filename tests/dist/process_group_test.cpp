@@ -54,6 +54,8 @@ TEST(DistEnv, ReadsTorchrunVariables) {
 TEST(DistEnv, FallsBackToSlurmVariables) {
   ScopedEnv env({{"SLURM_NTASKS", "2"}, {"SLURM_PROCID", "1"}, {"SLURM_LOCALID", "0"},
                  {"MASTER_ADDR", "10.0.0.1"}, {"MASTER_PORT", "1234"}});
+  EXPECT_EQ(Env::from_environment().world_size, 1) << "a batch script outside srun is one process";
+  ScopedEnv step({{"SLURM_STEP_ID", "0"}, {"SLURM_STEP_NUM_TASKS", "2"}});
   const Env e = Env::from_environment();
   EXPECT_EQ(e.world_size, 2);
   EXPECT_EQ(e.rank, 1);

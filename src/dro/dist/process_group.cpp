@@ -260,9 +260,11 @@ c10::intrusive_ptr<c10d::Store> connect_store(const Env& env, std::chrono::milli
 
 Env Env::from_environment() {
   Env e;
-  // torchrun / dro launch variables first, then SLURM's (srun without a wrapper script).
+  // torchrun / dro launch variables first, then SLURM's (srun without a wrapper script; only inside
+  // an srun step, so a plain `dro train` in a multi-task batch script stays a single process).
   const auto [ws_name, ws] = first_set({"WORLD_SIZE", "SLURM_NTASKS"});
   if (!ws) return e;
+  if (std::string(ws_name) == "SLURM_NTASKS" && !env_or_null("SLURM_STEP_ID")) return e;
   e.world_size = parse_int(ws_name, ws, 1, 1 << 20);
   if (e.world_size == 1) return e;
   const auto [r_name, r] = first_set({"RANK", "SLURM_PROCID"});
