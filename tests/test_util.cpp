@@ -1,10 +1,5 @@
 #include "test_util.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,20 +56,6 @@ double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
            << expected.flatten()[at].item<double>() << ")";
   }
   return ::testing::AssertionSuccess() << "max |diff| = " << m;
-}
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof(a);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    throw std::runtime_error("free_port: no loopback port");
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 }  // namespace dro::test

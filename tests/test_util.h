@@ -35,9 +35,6 @@ class TempDir {
 // Runs a shell command (stderr merged into stdout); returns (exit code, output).
 std::pair<int, std::string> run_command(const std::string& cmd);
 
-// A TCP port on the loopback interface that was free a moment ago (for process-group tests).
-int free_port();
-
 // Largest absolute difference between two tensors (as float64); checks shapes first.
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
 

@@ -1,10 +1,7 @@
 // `dro launch`: starts N copies of a dro command on this machine with the environment torchrun
 // gives its workers (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT),
 // watches them, and stops the others as soon as one fails.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,25 +13,13 @@
 
 #include "commands.h"
 #include "dro/core/error.h"
+#include "dro/dist/process_group.h"
 
 namespace dro::app {
 namespace {
 
 volatile sig_atomic_t g_signal = 0;
 void on_signal(int sig) { g_signal = sig; }
-
-int pick_free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_ANY);
-  socklen_t len = sizeof(a);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    throw Error("[launch] could not find a free TCP port; pass --master-port");
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 std::string self_path() {
   char buf[4096];
@@ -74,7 +59,7 @@ int launch(const LaunchOptions& o) {
   int port = o.master_port;
   if (port == 0) {
     if (o.nnodes > 1) throw UsageError("[launch] --master-port 0 (pick one) works on a single machine only");
-    port = pick_free_port();
+    port = dist::find_free_port();
   }
   const int world = o.nproc * o.nnodes;
   const std::string exe = self_path();

@@ -44,7 +44,7 @@ std::shared_ptr<dist::Group> join(int rank, int port) {
 // Runs fn(rank, group) for ranks 0 and 1 on two threads; returns what each returned.
 template <class F>
 auto two_ranks(F fn) {
-  const int port = test::free_port();
+  const int port = dist::find_free_port();
   auto r1 = std::async(std::launch::async, [&] { return fn(1, join(1, port)); });
   auto r0 = fn(0, join(0, port));
   return std::make_pair(std::move(r0), r1.get());
@@ -197,7 +197,7 @@ TEST(DistributedCli, KilledRankMakesThePeerExitWithAnError) {
   DRO_REQUIRE_FIXTURES();
   test::TempDir tmp;
   test::write_experts(tmp / "data", 6);
-  const int port = test::free_port();
+  const int port = dist::find_free_port();
   const std::string flags = train_flags(tmp, "run", 100000, /*checkpointing=*/4, /*timeout=*/30);
   const pid_t p0 = start_rank(0, port, flags, tmp / "rank0.log");
   const pid_t p1 = start_rank(1, port, flags, tmp / "rank1.log");

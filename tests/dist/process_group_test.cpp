@@ -94,7 +94,7 @@ TEST(DistGroup, SingleProcessCollectivesAreIdentity) {
 
 // Runs fn(group) on two Gloo ranks (threads) joined on a fresh loopback port.
 void two_ranks(const std::function<void(Group&)>& fn, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
-  const int port = test::free_port();
+  const int port = find_free_port();
   auto rank_main = [&](int rank) {
     Env e;
     e.rank = rank;
@@ -179,7 +179,7 @@ TEST(DistGroup, MissingPeerFailsWithinTheTimeout) {
   Env e;
   e.rank = 0;
   e.world_size = 2;
-  e.master_port = test::free_port();
+  e.master_port = find_free_port();
   GroupOptions o;
   o.backend = "gloo";
   o.timeout = std::chrono::seconds(2);

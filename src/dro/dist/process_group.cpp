@@ -1,5 +1,10 @@
 #include "dro/dist/process_group.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -291,6 +296,19 @@ std::vector<std::vector<double>> Group::all_gather(const std::vector<double>& va
   std::vector<std::vector<double>> rows(size());
   for (int r = 0; r < size(); ++r) rows[r].assign(sum.begin() + n * r, sum.begin() + n * (r + 1));
   return rows;
+}
+
+int find_free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
+  socklen_t len = sizeof(a);
+  const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!ok) throw Error("[dist] could not find a free TCP port; pass one (--master-port / MASTER_PORT)");
+  return ntohs(a.sin_port);
 }
 
 std::shared_ptr<Group> single_process_group() { return std::make_shared<LocalGroup>(); }

@@ -71,6 +71,9 @@ std::shared_ptr<Group> single_process_group();
 // backend this build lacks; Error when the rendezvous does not complete within the timeout.
 std::shared_ptr<Group> init_process_group(const Env& env, const GroupOptions& options);
 
+// A TCP port that was free a moment ago on this machine (`dro launch --master-port 0`, tests).
+int find_free_port();
+
 // Backends compiled into this build ("gloo", "nccl").
 std::vector<std::string> available_backends();
 

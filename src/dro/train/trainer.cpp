@@ -495,13 +495,14 @@ struct Trainer::Impl {
   // (sum, sum of |w|) of the trained weights in float64: equal on every rank unless they diverged.
   std::vector<double> weight_fingerprint() const {
     torch::NoGradGuard no_grad;
-    double sum = 0, abs_sum = 0;
+    std::vector<torch::Tensor> sums, abs_sums;
     for (const auto& p : params) {
       auto d = p.detach().to(torch::kFloat64);
-      sum += d.sum().item<double>();
-      abs_sum += d.abs().sum().item<double>();
+      sums.push_back(d.sum());
+      abs_sums.push_back(d.abs().sum());
     }
-    return {sum, abs_sum};
+    auto both = torch::stack({torch::stack(sums).sum(), torch::stack(abs_sums).sum()}).to(torch::kCPU);
+    return {both[0].item<double>(), both[1].item<double>()};
   }
 
   // Every rank calls this. Rank 0 writes LOGDIR/state (a temporary folder swapped in whole), with
