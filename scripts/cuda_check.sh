@@ -3,55 +3,19 @@
 # Needs .deps/debs (scripts/fetch_deps.sh: header-only Debian packages) and .deps/fixtures (a copy of
 # the golden fixtures). Unpacks the packages into .deps/usr, builds against the wheel's LibTorch
 # (NCCL, and Gloo when the wheel ships its headers), runs the test suite (CUDA parity tests
-# included), multi-process training, the benchmarks and, when PRETRAIN=1, GPU pretraining runs of
-# the preference world's base model in the background; prints a summary.
-# Everything must fit one device call: the pretraining is stopped at DEADLINE seconds.
+# included), multi-process training and the benchmarks; prints a summary. (GPU pretraining of the
+# preference world's base model: scripts/gpu_pretrain.sh.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/dro-cuda}"
-DEADLINE="${DEADLINE:-540}"
 T0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - T0 )); }
-mkdir -p "$OUT"
 S="$OUT/summary.txt"
-rm -rf .deps/root && mkdir -p .deps/root
-for d in .deps/debs/*.deb; do dpkg -x "$d" .deps/root; done
-rm -rf .deps/usr && mv .deps/root/usr .deps/usr && rm -rf .deps/root
-TORCH_PREFIX="$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')"
-TORCH_INC="$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "include"))')"
-NCCL_INC="$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "include"))' 2>/dev/null)"
-GLOO=OFF; [ -f "$TORCH_INC/gloo/config.h" ] && GLOO=ON
-NCCL=OFF; [ -n "$NCCL_INC" ] && [ -f "$NCCL_INC/nccl.h" ] && NCCL=ON
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
-  echo "backends: gloo=$GLOO (wheel headers) nccl=$NCCL ($NCCL_INC)"; } | tee "$S"
-configure() {
-  cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
-    -DDRO_FIXTURES_DIR="$PWD/.deps/fixtures" -DDRO_BUILD_BENCH=OFF -DDRO_WITH_GLOO=$GLOO \
-    -DDRO_WITH_NCCL=$NCCL -DDRO_NCCL_INCLUDE="$NCCL_INC" > "$OUT/configure.log" 2>&1
-}
-configure || { tail -40 "$OUT/configure.log"; exit 1; }
-if ! cmake --build build-cuda -j "$(nproc)" --target dro > "$OUT/build.log" 2>&1; then
-  grep -E "error" -A6 "$OUT/build.log" | head -60 | tee -a "$S"
-  if [ "$NCCL$GLOO" != OFFOFF ]; then
-    echo "build with process-group backends failed; retrying without" | tee -a "$S"
-    NCCL=OFF; GLOO=OFF; configure && cmake --build build-cuda -j "$(nproc)" --target dro >> "$OUT/build.log" 2>&1 || exit 1
-  else exit 1; fi
-fi
+mkdir -p "$OUT" && : > "$S"
+source scripts/cuda_env.sh
+build_dro || exit 1
 echo "build dro: $(elapsed) s, warnings: $(grep -c 'warning:' "$OUT/build.log")" | tee -a "$S"
 DRO=./build-cuda/dro
-
-# Pretraining in the background (GPU), two settings side by side.
-if [ "${PRETRAIN:-0}" = 1 ]; then
-  ( $DRO world build --out /tmp/world-0 --seed 0 > "$OUT/world.log" 2>&1
-    for v in A B; do
-      if [ $v = A ]; then lr=1e-3; bs=128; else lr=2e-3; bs=256; fi
-      $DRO world pretrain --world /tmp/world-0 --out /tmp/base-$v --steps 40000 --batch-size $bs \
-        --channels 16 32 64 --learning-rate $lr --lr-scheduler constant_with_warmup --lr-warmup-steps 100 \
-        --ema-decay 0.999 --checkpointing-steps 250 --dataloader-num-workers 6 --quiet > /tmp/pretrain-$v.log 2>&1 &
-    done
-    wait ) &
-fi
 
 cmake --build build-cuda -j "$(nproc)" > "$OUT/build-tests.log" 2>&1 || { grep -E "error" -A6 "$OUT/build-tests.log" | head -40; }
 echo "build all: $(elapsed) s" | tee -a "$S"
@@ -95,17 +59,6 @@ for mp in no bf16; do
     --mixed-precision $mp --device cuda --steps 8 --warmup 2 --json 2>&1 | tee -a "$S" | grep -E "per_second|buffer_sampling|trained|backward|reference"
 done
 
-if [ "${PRETRAIN:-0}" = 1 ]; then
-  while [ "$(elapsed)" -lt "$DEADLINE" ]; do sleep 5; done
-  pkill -f "world pretrain" ; sleep 2
-  for v in A B; do
-    tail -c 600 /tmp/pretrain-$v.log >> "$S"
-    last=$(ls -d /tmp/base-$v.run/ckpt-* 2>/dev/null | sed 's/.*ckpt-//' | sort -n | tail -1)
-    echo "pretrain $v: last checkpoint $last" | tee -a "$S"
-    [ -n "$last" ] && tar -C /tmp -cf "$OUT/base-$v.tar" base-$v/model_index.json base-$v/tokenizer \
-      base-$v/text_encoder base-$v/scheduler base-$v/unet "base-$v.run/ckpt-$last"
-  done
-fi
 rm -f "$OUT/configure.log"
 echo "total $(elapsed) s"
 echo "== summary"; cat "$S"
