@@ -9,7 +9,12 @@
 #include <random>
 #include <sstream>
 
+#include "dro/core/crash.h"
+
 namespace dro::test {
+
+// A crashing test prints where (the test binary has no other main to install it in).
+const bool kCrashHandlerInstalled = (install_crash_handler("dro_tests"), true);
 
 TempDir::TempDir() {
   static std::atomic<int> counter{0};

@@ -6,9 +6,11 @@
 
 #include "commands.h"
 #include "dro/core/compat.h"
+#include "dro/core/crash.h"
 #include "dro/core/error.h"
 
 int main(int argc, char** argv) {
+  dro::install_crash_handler("dro");
   CLI::App app{"dro: align text-to-image diffusion models (Stable Diffusion 1.5 / SDXL) with "
                "implicit user feedback by Diffusion Denoising Ranking Optimization"};
   app.require_subcommand(1);
