@@ -123,6 +123,13 @@ Action register_world(CLI::App& app) {
       line("fidelity", m.fidelity);
       line("pixel diversity", m.diversity);
       line("feature diversity", m.feature_diversity);
+      std::cout << "  attributes shown  ";
+      for (size_t k = 0; k < m.attribute_rate.size(); ++k)
+        std::cout << " " << world::kAttributeNames[k] << " " << m.attribute_rate[k];
+      std::cout << "\n  quality terms     ";
+      for (size_t k = 0; k < m.quality_terms.size(); ++k)
+        std::cout << " " << world::kQualityTermNames[k] << " " << m.quality_terms[k];
+      std::cout << "\n";
       if (!o->json_out.empty()) io::write_json(o->json_out, m.to_json());
       return 0;
     }

@@ -136,6 +136,20 @@ std::string row(const char* name, const ModelSummary& m) {
   return r.str();
 }
 
+// Where the scores move: the share of images showing each caption attribute and the mean of each
+// hidden quality term, base against DRO.
+std::string breakdown_table(const ModelSummary& base, const ModelSummary& dro) {
+  std::ostringstream t;
+  t << std::fixed << std::setprecision(3) << "| | base | DRO |\n|---|---|---|\n";
+  for (size_t k = 0; k < kAttributeNames.size(); ++k)
+    t << "| shows the " << kAttributeNames[k] << " | " << base.attribute_rate[k] << " | " << dro.attribute_rate[k]
+      << " |\n";
+  for (size_t k = 0; k < kQualityTermNames.size(); ++k)
+    t << "| hidden term: " << kQualityTermNames[k] << " | " << base.quality_terms[k] << " | "
+      << dro.quality_terms[k] << " |\n";
+  return t.str();
+}
+
 }  // namespace
 
 fs::path find_default_base_model(const fs::path& executable) {
@@ -309,6 +323,7 @@ io::OrderedJson run_demo(const DemoOptions& o) {
      << dro.preference_gain_vs_base.mean << " [" << dro.preference_gain_vs_base.ci_low << ", "
      << dro.preference_gain_vs_base.ci_high << "], fidelity " << dro.fidelity_change_vs_base.mean << " ["
      << dro.fidelity_change_vs_base.ci_low << ", " << dro.fidelity_change_vs_base.ci_high << "].\n\n"
+     << breakdown_table(base, dro) << "\n"
      << "Values are means over held-out prompts with normal-approximation 95% intervals. The hidden "
         "preference is what the simulated users reward but never state (object size within its size class, "
         "saturation, centring, a dark outline; divided by 5 for every caption attribute the image misses); "
@@ -330,6 +345,13 @@ io::OrderedJson run_demo(const DemoOptions& o) {
   };
   line("base", base);
   line("dro ", dro);
+  std::cerr << "  hidden terms (base -> dro):";
+  for (size_t k = 0; k < kQualityTermNames.size(); ++k)
+    std::cerr << " " << kQualityTermNames[k] << " " << base.quality_terms[k] << " -> " << dro.quality_terms[k];
+  std::cerr << "\n  attributes shown (base -> dro):";
+  for (size_t k = 0; k < kAttributeNames.size(); ++k)
+    std::cerr << " " << kAttributeNames[k] << " " << base.attribute_rate[k] << " -> " << dro.attribute_rate[k];
+  std::cerr << "\n";
   std::cerr << "  DRO - base, paired by prompt: preference " << dro.preference_gain_vs_base.mean << " ["
             << dro.preference_gain_vs_base.ci_low << ", " << dro.preference_gain_vs_base.ci_high << "], fidelity "
             << dro.fidelity_change_vs_base.mean << " [" << dro.fidelity_change_vs_base.ci_low << ", "

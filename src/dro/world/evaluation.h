@@ -4,6 +4,7 @@
 // `dro sample` writes, so any model's images can be scored.
 #pragma once
 
+#include <array>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -31,7 +32,14 @@ struct PromptScore {
   std::vector<double> preference, fidelity;  // per image
   double mean_preference = 0, mean_fidelity = 0;
   double pixel_diversity = 0, feature_diversity = 0;  // across the prompt's images
+  // Fraction of the images showing each caption attribute (kAttributeNames order), and the mean
+  // of each hidden quality term (kQualityTermNames order): where a change in the scores comes from.
+  std::array<double, 5> attribute_rate{};
+  std::array<double, 5> quality_terms{};
 };
+
+inline constexpr std::array<const char*, 5> kAttributeNames = {"colour", "shape", "size", "position", "background"};
+inline constexpr std::array<const char*, 5> kQualityTermNames = {"size", "saturation", "centring", "outline", "quality"};
 
 PromptScore score_prompt(const PromptImages& p);
 std::vector<PromptScore> score_prompts(const std::vector<PromptImages>& prompts);
@@ -46,6 +54,8 @@ Interval mean_interval(const std::vector<double>& values);
 struct ModelSummary {
   size_t prompts = 0, images = 0;
   Interval preference, fidelity, diversity, feature_diversity;
+  // Means over prompts of PromptScore::attribute_rate and ::quality_terms.
+  std::array<double, 5> attribute_rate{}, quality_terms{};
   // Fraction of prompts where this model's mean preference beats the baseline's (ties count
   // one half); negative when there is no baseline.
   double win_rate_vs_base = -1;
