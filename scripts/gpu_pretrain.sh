@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/dro-pretrain}"
 DEADLINE="${DEADLINE:-520}"
 BASE_IMAGES="${BASE_IMAGES:-64}"
-VARIANTS="${VARIANTS:-A:16,32,64:256:2e-3 B:16,32,64:128:1e-3 C:32,64,64:256:2e-3}"
+VARIANTS="${VARIANTS:-A:16,32,64:256:2e-3}"
 T0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - T0 )); }
 S="$OUT/summary.txt"

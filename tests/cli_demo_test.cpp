@@ -60,6 +60,12 @@ TEST(CliDemo, QuickRunWritesAWellFormedReport) {
     expect_interval(m, "fidelity");
     expect_interval(m, "diversity");
     ASSERT_TRUE(m.contains("win_rate_vs_base"));
+    // The breakdown: a share in [0, 1] per caption attribute and per hidden quality term.
+    for (const char* part : {"attribute_rate", "quality_terms"}) {
+      ASSERT_TRUE(m.contains(part) && m[part].size() == 5) << model << "." << part;
+      for (const auto& [k, v] : m[part].items())
+        EXPECT_TRUE(v.get<double>() >= 0 && v.get<double>() <= 1) << model << "." << part << "." << k;
+    }
   }
   EXPECT_TRUE(r["models"]["base"]["win_rate_vs_base"].is_null());
   const double w = r["models"]["dro"]["win_rate_vs_base"].get<double>();

@@ -41,7 +41,7 @@ Settings preset(const DemoOptions& o) {
   if (o.quick) {
     s = {20, 8, 8, 2, 8, 1, 2e-4, 1e-3, 0.9, 0.1, 12, 2, 10, 3.0, "ddim", 0};
   } else {
-    s = {120, 8, 8, 4, 10, 1, 2e-4, 1e-3, 0.98, 0.1, 48, 3, 20, 3.0, "ddim", 0};
+    s = {200, 8, 8, 4, 10, 1, 7e-5, 1e-3, 0.98, 0.1, 48, 4, 20, 3.0, "ddim", 0};
   }
   if (o.train_steps > 0) s.train_steps = o.train_steps;
   if (o.eval_prompts > 0) s.eval_prompts = o.eval_prompts;
