@@ -8,10 +8,6 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/dro-cuda}"
-T0=$(date +%s)
-elapsed() { echo $(( $(date +%s) - T0 )); }
-S="$OUT/summary.txt"
-mkdir -p "$OUT" && : > "$S"
 source scripts/cuda_env.sh
 build_dro || exit 1
 echo "build dro: $(elapsed) s, warnings: $(grep -c 'warning:' "$OUT/build.log")" | tee -a "$S"

@@ -1,7 +1,11 @@
 # Sourced by the GPU-machine scripts (cuda_check.sh, gpu_pretrain.sh): unpacks the header-only
 # Debian packages from .deps/debs (scripts/fetch_deps.sh) into .deps/usr, finds the pip wheel's
-# LibTorch, NCCL and Gloo, and defines `configure` (CMake into build-cuda). Expects OUT and S
-# (the summary file) to be set.
+# LibTorch, NCCL and Gloo, and defines `configure` (CMake into build-cuda) and `build_dro`.
+# Expects OUT to be set; starts the clock (`elapsed`) and the summary file S = OUT/summary.txt.
+T0=$(date +%s)
+elapsed() { echo $(( $(date +%s) - T0 )); }
+S="$OUT/summary.txt"
+mkdir -p "$OUT" && : > "$S"
 rm -rf .deps/root && mkdir -p .deps/root
 for d in .deps/debs/*.deb; do dpkg -x "$d" .deps/root; done
 rm -rf .deps/usr && mv .deps/root/usr .deps/usr && rm -rf .deps/root

@@ -13,10 +13,6 @@ OUT="${OUT:-/tmp/dro-pretrain}"
 DEADLINE="${DEADLINE:-520}"
 BASE_IMAGES="${BASE_IMAGES:-64}"
 VARIANTS="${VARIANTS:-A:16,32,64:256:2e-3}"
-T0=$(date +%s)
-elapsed() { echo $(( $(date +%s) - T0 )); }
-S="$OUT/summary.txt"
-mkdir -p "$OUT" && : > "$S"
 source scripts/cuda_env.sh
 build_dro || exit 1
 echo "build dro: $(elapsed) s" | tee -a "$S"

@@ -6,19 +6,10 @@
 #include "dro/world/preference.h"
 #include "dro/world/renderer.h"
 #include "test_util.h"
+#include "world/world_test_helpers.h"
 
 namespace dro::world {
 namespace {
-
-Nuisance plain() {
-  Nuisance n;
-  n.size = 0.5;
-  n.saturation = 0.675;
-  n.jitter_x = n.jitter_y = 0.03;
-  n.outline = false;
-  n.texture = 0.02;
-  return n;
-}
 
 Prompt prompt_with(Colour c, Background b) {
   Prompt p;
@@ -33,11 +24,11 @@ Prompt prompt_with(Colour c, Background b) {
 TEST(WorldEvaluation, BreakdownCountsEachAttributeAndAveragesTheQualityTerms) {
   const Prompt asked = prompt_with(Colour::kRed, Background::kDark);
   const Prompt other = prompt_with(Colour::kBlue, Background::kLight);  // same shape, size, position
-  Nuisance outlined = plain();
+  Nuisance outlined = plain_nuisance();
   outlined.outline = true;
   PromptImages imgs;
   imgs.prompt = asked;
-  imgs.images = {render(asked, outlined), render(other, plain())};
+  imgs.images = {render(asked, outlined), render(other, plain_nuisance())};
   imgs.names = {"0", "1"};
   const PromptScore s = score_prompt(imgs);
 

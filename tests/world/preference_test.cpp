@@ -4,25 +4,16 @@
 
 #include "dro/world/renderer.h"
 #include "test_util.h"
+#include "world/world_test_helpers.h"
 
 namespace dro::world {
 namespace {
 
-Nuisance plain() {
-  Nuisance n;
-  n.size = 0.5;
-  n.saturation = 0.675;
-  n.jitter_x = n.jitter_y = 0.03;
-  n.outline = false;
-  n.texture = 0.02;
-  return n;
-}
-
 TEST(WorldPreference, EachPreferredNuisanceRaisesTheScore) {
   for (int i = 0; i < kPromptCount; i += 7) {
     const Prompt p = Prompt::from_index(i);
-    const double base = preference_score(render(p, plain()), p);
-    Nuisance bigger = plain(), saturated = plain(), centred = plain(), outlined = plain();
+    const double base = preference_score(render(p, plain_nuisance()), p);
+    Nuisance bigger = plain_nuisance(), saturated = plain_nuisance(), centred = plain_nuisance(), outlined = plain_nuisance();
     bigger.size = 1.0;
     saturated.saturation = 1.0;
     centred.jitter_x = centred.jitter_y = 0.0;
@@ -35,9 +26,9 @@ TEST(WorldPreference, EachPreferredNuisanceRaisesTheScore) {
 }
 
 TEST(WorldPreference, BestRendersScoreClearlyAboveUniformOnes) {
-  Nuisance best = plain();
+  Nuisance best = plain_nuisance();
   best.size = 1.0, best.saturation = 1.0, best.jitter_x = best.jitter_y = 0.0, best.outline = true;
-  Nuisance worst = plain();
+  Nuisance worst = plain_nuisance();
   worst.size = 0.0, worst.saturation = kSaturationRange.lo, worst.outline = false;
   worst.jitter_x = worst.jitter_y = kPositionJitter;
   double uniform = 0, top = 0, bottom = 0;
@@ -58,7 +49,7 @@ TEST(WorldPreference, BestRendersScoreClearlyAboveUniformOnes) {
 }
 
 TEST(WorldPreference, NotShowingThePromptScoresLow) {
-  Nuisance best = plain();
+  Nuisance best = plain_nuisance();
   best.size = 1.0, best.saturation = 1.0, best.jitter_x = best.jitter_y = 0.0, best.outline = true;
   const Prompt p = Prompt::parse("a large red circle on a dark background, left");
   const io::Image image = render(p, best);
