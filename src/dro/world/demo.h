@@ -6,8 +6,10 @@
 //
 //   OUT/results.json   {"models": {"base": M, "dro": M}, "settings": {...}, ...}; M has
 //                      preference / fidelity / diversity {mean, ci_low, ci_high} (normal 95%
-//                      interval over per-prompt means) and win_rate_vs_base (null for the base)
-//   OUT/summary.md     table and a short reading
+//                      interval over per-prompt means), win_rate_vs_base (null for the base),
+//                      attribute_rate / quality_terms (where the scores move) and, for DRO,
+//                      the paired preference_gain_vs_base / fidelity_change_vs_base
+//   OUT/summary.md     the tables and a short reading
 //   OUT/samples.png    the same prompts and seeds: base row above DRO row, per prompt pair
 //   OUT/curves.png     training scalars from OUT/train/metrics.jsonl
 //   OUT/world/, OUT/train/, OUT/samples/{base,dro}/  the inputs behind the numbers
