@@ -126,14 +126,17 @@ io::Image upscale(const io::Image& im, int f) {
   return out;
 }
 
+// "mean [ci_low, ci_high]" with 3 decimals.
+std::string interval_text(const Interval& i) {
+  std::ostringstream t;
+  t << std::fixed << std::setprecision(3) << i.mean << " [" << i.ci_low << ", " << i.ci_high << "]";
+  return t.str();
+}
+
 std::string row(const char* name, const ModelSummary& m) {
-  std::ostringstream r;
-  r << std::fixed << std::setprecision(3) << "| " << name << " | " << m.preference.mean << " ["
-    << m.preference.ci_low << ", " << m.preference.ci_high << "] | " << m.fidelity.mean << " ["
-    << m.fidelity.ci_low << ", " << m.fidelity.ci_high << "] | " << m.diversity.mean << " ["
-    << m.diversity.ci_low << ", " << m.diversity.ci_high << "] | "
-    << (m.win_rate_vs_base < 0 ? std::string("-") : cat(m.win_rate_vs_base)) << " |\n";
-  return r.str();
+  return cat("| ", name, " | ", interval_text(m.preference), " | ", interval_text(m.fidelity), " | ",
+             interval_text(m.diversity), " | ",
+             (m.win_rate_vs_base < 0 ? std::string("-") : cat(m.win_rate_vs_base)), " |\n");
 }
 
 // Where the scores move: the share of images showing each caption attribute and the mean of each
@@ -319,10 +322,9 @@ io::OrderedJson run_demo(const DemoOptions& o) {
      << "| model | hidden preference (0-10) | fidelity (0-1) | diversity | win rate vs base |\n"
      << "|---|---|---|---|---|\n"
      << row("base", base) << row("DRO", dro) << "\n"
-     << std::fixed << std::setprecision(3) << "Paired by prompt (DRO minus base, same prompts and seeds): hidden preference "
-     << dro.preference_gain_vs_base.mean << " [" << dro.preference_gain_vs_base.ci_low << ", "
-     << dro.preference_gain_vs_base.ci_high << "], fidelity " << dro.fidelity_change_vs_base.mean << " ["
-     << dro.fidelity_change_vs_base.ci_low << ", " << dro.fidelity_change_vs_base.ci_high << "].\n\n"
+     << "Paired by prompt (DRO minus base, same prompts and seeds): hidden preference "
+     << interval_text(dro.preference_gain_vs_base) << ", fidelity " << interval_text(dro.fidelity_change_vs_base)
+     << ".\n\n"
      << breakdown_table(base, dro) << "\n"
      << "Values are means over held-out prompts with normal-approximation 95% intervals. The hidden "
         "preference is what the simulated users reward but never state (object size within its size class, "
@@ -339,9 +341,8 @@ io::OrderedJson run_demo(const DemoOptions& o) {
             << s.eval_seeds << " seeds):\n"
             << "         preference              fidelity               diversity\n";
   auto line = [](const char* n, const ModelSummary& m) {
-    std::cerr << "  " << n << "  " << m.preference.mean << " [" << m.preference.ci_low << ", " << m.preference.ci_high
-              << "]   " << m.fidelity.mean << " [" << m.fidelity.ci_low << ", " << m.fidelity.ci_high << "]   "
-              << m.diversity.mean << " [" << m.diversity.ci_low << ", " << m.diversity.ci_high << "]\n";
+    std::cerr << "  " << n << "  " << interval_text(m.preference) << "   " << interval_text(m.fidelity) << "   "
+              << interval_text(m.diversity) << "\n";
   };
   line("base", base);
   line("dro ", dro);
@@ -352,10 +353,8 @@ io::OrderedJson run_demo(const DemoOptions& o) {
   for (size_t k = 0; k < kAttributeNames.size(); ++k)
     std::cerr << " " << kAttributeNames[k] << " " << base.attribute_rate[k] << " -> " << dro.attribute_rate[k];
   std::cerr << "\n";
-  std::cerr << "  DRO - base, paired by prompt: preference " << dro.preference_gain_vs_base.mean << " ["
-            << dro.preference_gain_vs_base.ci_low << ", " << dro.preference_gain_vs_base.ci_high << "], fidelity "
-            << dro.fidelity_change_vs_base.mean << " [" << dro.fidelity_change_vs_base.ci_low << ", "
-            << dro.fidelity_change_vs_base.ci_high << "]\n"
+  std::cerr << "  DRO - base, paired by prompt: preference " << interval_text(dro.preference_gain_vs_base)
+            << ", fidelity " << interval_text(dro.fidelity_change_vs_base) << "\n"
             << "  DRO win rate vs base: " << dro.win_rate_vs_base << "\n[demo] report in " << out.string()
             << " (results.json, summary.md, samples.png, curves.png), " << std::setprecision(0)
             << since(t_start) << " s\n";

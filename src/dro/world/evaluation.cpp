@@ -54,19 +54,19 @@ PromptScore score_prompt(const PromptImages& p) {
   for (const auto& img : p.images) {
     const Analysis a = analyse(img);
     const PreferenceTerms t = preference_terms(a, p.prompt);
-    const Fidelity f = fidelity(a, p.prompt);
+    const Fidelity& f = t.shown;  // all false when no object was found, as fidelity() gives
     s.preference.push_back(t.score);
     s.fidelity.push_back(f.score());
     const std::array<bool, 5> shown = {f.colour, f.shape, f.size, f.position, f.background};
     const std::array<double, 5> terms = {t.size, t.saturation, t.centring, t.outline, t.quality};
-    for (size_t k = 0; k < 5; ++k) {
+    for (size_t k = 0; k < shown.size(); ++k) {
       s.attribute_rate[k] += shown[k] ? 1.0 : 0.0;
       s.quality_terms[k] += terms[k];
     }
     if (a.found) analyses.push_back(a);
   }
   const double n = static_cast<double>(p.images.size());
-  for (size_t k = 0; k < 5 && n > 0; ++k) {
+  for (size_t k = 0; k < s.attribute_rate.size() && n > 0; ++k) {
     s.attribute_rate[k] /= n;
     s.quality_terms[k] /= n;
   }
@@ -112,8 +112,8 @@ io::OrderedJson ModelSummary::to_json() const {
   j["fidelity"] = fidelity.to_json();
   j["diversity"] = diversity.to_json();
   j["feature_diversity"] = feature_diversity.to_json();
-  for (size_t k = 0; k < 5; ++k) j["attribute_rate"][kAttributeNames[k]] = attribute_rate[k];
-  for (size_t k = 0; k < 5; ++k) j["quality_terms"][kQualityTermNames[k]] = quality_terms[k];
+  for (size_t k = 0; k < attribute_rate.size(); ++k) j["attribute_rate"][kAttributeNames[k]] = attribute_rate[k];
+  for (size_t k = 0; k < quality_terms.size(); ++k) j["quality_terms"][kQualityTermNames[k]] = quality_terms[k];
   j["win_rate_vs_base"] = win_rate_vs_base < 0 ? io::OrderedJson(nullptr) : io::OrderedJson(win_rate_vs_base);
   if (has_base) {
     j["preference_gain_vs_base"] = preference_gain_vs_base.to_json();
@@ -132,7 +132,7 @@ ModelSummary summarise(const std::vector<PromptScore>& scores, const std::vector
     fid.push_back(s.mean_fidelity);
     div.push_back(s.pixel_diversity);
     fdiv.push_back(s.feature_diversity);
-    for (size_t k = 0; k < 5; ++k) {
+    for (size_t k = 0; k < m.attribute_rate.size(); ++k) {
       m.attribute_rate[k] += s.attribute_rate[k] / static_cast<double>(scores.size());
       m.quality_terms[k] += s.quality_terms[k] / static_cast<double>(scores.size());
     }

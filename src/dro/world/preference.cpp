@@ -17,7 +17,8 @@ PreferenceTerms preference_terms(const Analysis& a, const Prompt& p) {
   t.centring = std::clamp(1.0 - off / (kPositionJitter * std::sqrt(2.0)), 0.0, 1.0);
   t.outline = std::clamp(a.outline, 0.0, 1.0);
   t.quality = (t.size + t.saturation + t.centring + t.outline) / 4.0;
-  const Fidelity f = fidelity(a, p);
+  t.shown = fidelity(a, p);
+  const Fidelity& f = t.shown;
   t.mismatches = !f.colour + !f.shape + !f.size + !f.position + !f.background;
   t.score = kMaxPreferenceScore * t.quality * std::pow(kMismatchFactor, t.mismatches);
   return t;

@@ -27,6 +27,7 @@ inline constexpr double kMismatchFactor = 0.2;
 struct PreferenceTerms {
   double size = 0, saturation = 0, centring = 0, outline = 0;
   double quality = 0;  // mean of the four terms
+  Fidelity shown;      // which caption attributes the image shows
   int mismatches = 5;  // caption attributes not shown (5 when no object is found)
   double score = 0;    // kMaxPreferenceScore * quality * kMismatchFactor^mismatches
 };
