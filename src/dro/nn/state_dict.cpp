@@ -34,10 +34,20 @@ std::vector<std::pair<std::string, torch::Tensor>> state_tensors(const torch::nn
 
 void load_weights(torch::nn::Module& module, const io::ComponentWeights& weights,
                   const LoadOptions& options, const std::string& where) {
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& name : weights.names())
+    if (!options.ignore.count(name)) tensors.emplace(name, weights.get(name));  // views, no copy
+  const auto& files = weights.files();
+  load_weights(module, tensors, options, where,
+               cat(files.empty() ? "" : files[0].string(), files.size() > 1 ? " and other shards" : ""));
+}
+
+void load_weights(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
+                  const LoadOptions& options, const std::string& where, const std::string& source) {
   module.to(options.device, options.dtype);
   std::map<std::string, std::string> file_key_for;  // our key -> file key
   std::vector<std::string> unexpected;
-  for (const auto& file_key : weights.names()) {
+  for (const auto& [file_key, t] : tensors) {
     if (options.ignore.count(file_key)) continue;
     const std::string ours = options.rename ? options.rename(file_key) : file_key;
     file_key_for[ours] = file_key;
@@ -52,26 +62,18 @@ void load_weights(torch::nn::Module& module, const io::ComponentWeights& weights
       missing.push_back(name);
       continue;
     }
-    const auto& info = weights.info(it->second);
-    torch::Tensor src = weights.get(it->second);
-    if (src.sizes() != t.sizes()) {
-      if (same_numel_1x1(src, t)) {
-        src = src.flatten(1);
-      } else {
-        std::ostringstream os;
-        os << name << " (file " << c10::IntArrayRef(info.shape) << ", model " << t.sizes() << ")";
-        mismatched.push_back(os.str());
-        continue;
-      }
+    const torch::Tensor& src = tensors.at(it->second);
+    if (src.sizes() != t.sizes() && !same_numel_1x1(src, t)) {
+      std::ostringstream os;
+      os << name << " (file " << src.sizes() << ", model " << t.sizes() << ")";
+      mismatched.push_back(os.str());
     }
-    (void)info;
   }
   for (const auto& [ours, file_key] : file_key_for)
     if (!ours_seen.count(ours)) unexpected.push_back(file_key);
   if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
     std::ostringstream os;
-    os << "[load] " << where << " (" << (weights.files().empty() ? "" : weights.files()[0].string())
-       << (weights.files().size() > 1 ? " and other shards" : "") << ") does not match the model:";
+    os << "[load] " << where << " (" << source << ") does not match the model:";
     if (!missing.empty()) os << "\n  missing " << missing.size() << ": " << list_some(missing);
     if (!unexpected.empty()) os << "\n  unexpected " << unexpected.size() << ": " << list_some(unexpected);
     if (!mismatched.empty()) os << "\n  wrong shape " << mismatched.size() << ": " << list_some(mismatched, 4);
@@ -80,7 +82,7 @@ void load_weights(torch::nn::Module& module, const io::ComponentWeights& weights
   }
   torch::NoGradGuard no_grad;
   for (auto& [name, t] : targets) {
-    torch::Tensor src = weights.get(file_key_for[name]);
+    torch::Tensor src = tensors.at(file_key_for[name]);
     if (src.sizes() != t.sizes()) src = src.flatten(1);
     if (!torch::isFloatingType(src.scalar_type()) && torch::isFloatingType(t.scalar_type()))
       throw IoError(cat("[load] ", where, ": tensor '", name, "' has integer dtype in the file"));

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 
@@ -30,6 +31,12 @@ struct LoadOptions {
 // options.device / options.dtype first.
 void load_weights(torch::nn::Module& module, const io::ComponentWeights& weights,
                   const LoadOptions& options, const std::string& where);
+
+// The same from tensors already in memory (e.g. a checkpoint whose keys were mapped to ours);
+// `source` names the file(s) they came from in messages.
+void load_weights(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
+                  const LoadOptions& options, const std::string& where,
+                  const std::string& source = "");
 
 // Writes `config.json` (the config as loaded, unchanged) and `<stem>.safetensors` (every parameter
 // and persistent buffer, in `dtype` when given) into `dir`, each atomically.

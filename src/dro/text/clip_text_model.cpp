@@ -10,8 +10,8 @@ namespace dro::text {
 
 namespace {
 
-torch::nn::LayerNorm layer_norm(const ClipTextConfig& c) {
-  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps));
+torch::nn::LayerNorm layer_norm(int64_t size, double eps) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({size}).eps(eps));
 }
 
 }  // namespace
@@ -52,11 +52,11 @@ torch::Tensor ClipMlpImpl::forward(const torch::Tensor& x) {
   return fc2(h);
 }
 
-ClipEncoderLayerImpl::ClipEncoderLayerImpl(const ClipTextConfig& c) {
+ClipEncoderLayerImpl::ClipEncoderLayerImpl(const ClipEncoderSizes& c) {
   self_attn = register_module("self_attn", ClipAttention(c.hidden_size, c.num_attention_heads));
-  layer_norm1 = register_module("layer_norm1", layer_norm(c));
+  layer_norm1 = register_module("layer_norm1", layer_norm(c.hidden_size, c.layer_norm_eps));
   mlp = register_module("mlp", ClipMlp(c.hidden_size, c.intermediate_size, c.hidden_act));
-  layer_norm2 = register_module("layer_norm2", layer_norm(c));
+  layer_norm2 = register_module("layer_norm2", layer_norm(c.hidden_size, c.layer_norm_eps));
 }
 
 torch::Tensor ClipEncoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
@@ -64,7 +64,7 @@ torch::Tensor ClipEncoderLayerImpl::forward(const torch::Tensor& x, const torch:
   return h + mlp(layer_norm2(h));
 }
 
-ClipEncoderImpl::ClipEncoderImpl(const ClipTextConfig& c) {
+ClipEncoderImpl::ClipEncoderImpl(const ClipEncoderSizes& c) {
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     typed_layers.emplace_back(c);
@@ -84,10 +84,10 @@ torch::Tensor ClipTextEmbeddingsImpl::forward(const torch::Tensor& input_ids) {
   return token_embedding(input_ids) + position_embedding->weight.narrow(0, 0, input_ids.size(1));
 }
 
-ClipTextTransformerImpl::ClipTextTransformerImpl(const ClipTextConfig& c) {
+ClipTextTransformerImpl::ClipTextTransformerImpl(const ClipTextConfig& c) : config_(c) {
   embeddings = register_module("embeddings", ClipTextEmbeddings(c));
-  encoder = register_module("encoder", ClipEncoder(c));
-  final_layer_norm = register_module("final_layer_norm", layer_norm(c));
+  encoder = register_module("encoder", ClipEncoder(ClipEncoderSizes::of(c)));
+  final_layer_norm = register_module("final_layer_norm", layer_norm(c.hidden_size, c.layer_norm_eps));
 }
 
 ClipTextModelImpl::ClipTextModelImpl(ClipTextConfig config) : config_(std::move(config)) {
@@ -99,8 +99,9 @@ ClipTextModelImpl::ClipTextModelImpl(ClipTextConfig config) : config_(std::move(
             torch::nn::LinearOptions(config_.hidden_size, config_.projection_dim).bias(false)));
 }
 
-ClipTextOutput ClipTextModelImpl::forward(const torch::Tensor& input_ids,
-                                          bool output_hidden_states) {
+ClipTextOutput ClipTextTransformerImpl::forward(const torch::Tensor& input_ids,
+                                                const torch::Tensor& attention_mask,
+                                                bool output_hidden_states) {
   if (input_ids.dim() != 2 || !c10::isIntegralType(input_ids.scalar_type(), /*includeBool=*/false))
     throw UsageError(cat("[clip] input_ids must be an integer tensor [B, S], got ",
                          input_ids.scalar_type(), " ", input_ids.sizes()));
@@ -108,7 +109,7 @@ ClipTextOutput ClipTextModelImpl::forward(const torch::Tensor& input_ids,
   if (s < 1 || s > config_.max_position_embeddings)
     throw UsageError(cat("[clip] input_ids has ", s, " positions; the model takes 1 to ",
                          config_.max_position_embeddings));
-  const auto& weight = text_model->embeddings->token_embedding->weight;
+  const auto& weight = embeddings->token_embedding->weight;
   const torch::Tensor ids = input_ids.to(weight.device(), torch::kInt64);
   if (b > 0) {
     const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
@@ -118,17 +119,29 @@ ClipTextOutput ClipTextModelImpl::forward(const torch::Tensor& input_ids,
   }
 
   // causal: [S, S], -inf above the diagonal (a token sees itself and what precedes it)
-  const torch::Tensor causal =
+  torch::Tensor mask =
       torch::full({s, s}, -std::numeric_limits<float>::infinity(), weight.options()).triu(1);
+  if (attention_mask.defined()) {
+    if (attention_mask.sizes() != input_ids.sizes())
+      throw UsageError(cat("[clip] attention_mask ", attention_mask.sizes(),
+                           " does not match input_ids ", input_ids.sizes()));
+    // transformers adds the padding mask (dtype minimum at padded keys) to the causal one:
+    // mask [B, 1, S, S]; a padded query still sees the real tokens before it, so no row is empty.
+    const torch::Tensor pad = (1 - attention_mask.to(weight.device(), weight.scalar_type()))
+                                  .mul(std::numeric_limits<float>::lowest())
+                                  .view({b, 1, 1, s});
+    mask = mask.view({1, 1, s, s}).clamp_min(std::numeric_limits<float>::lowest()) + pad;
+    mask = mask.clamp_min(std::numeric_limits<float>::lowest());
+  }
 
   ClipTextOutput out;
-  torch::Tensor h = text_model->embeddings(ids);  // [B, S, D]
+  torch::Tensor h = embeddings(ids);  // [B, S, D]
   if (output_hidden_states) out.hidden_states.push_back(h);
-  for (auto& layer : text_model->encoder->typed_layers) {
-    h = layer(h, causal);
+  for (auto& layer : encoder->typed_layers) {
+    h = layer(h, mask);
     if (output_hidden_states) out.hidden_states.push_back(h);
   }
-  out.last_hidden_state = text_model->final_layer_norm(h);
+  out.last_hidden_state = final_layer_norm(h);
 
   // transformers: with the legacy eos_token_id 2 of the SD configs, pool at argmax(input_ids) (the
   // first <|endoftext|>, OpenAI's rule); otherwise at the first eos_token_id.
@@ -137,6 +150,12 @@ ClipTextOutput ClipTextModelImpl::forward(const torch::Tensor& input_ids,
                                : ids.eq(config_.eos_token_id).to(torch::kInt32).argmax(-1);  // [B]
   out.pooled = out.last_hidden_state.index(
       {torch::arange(b, torch::TensorOptions().dtype(torch::kInt64).device(ids.device())), at});
+  return out;
+}
+
+ClipTextOutput ClipTextModelImpl::forward(const torch::Tensor& input_ids,
+                                          bool output_hidden_states) {
+  ClipTextOutput out = text_model->forward(input_ids, {}, output_hidden_states);
   if (text_projection) out.text_embeds = text_projection(out.pooled);  // [B, P]
   return out;
 }

@@ -2,7 +2,8 @@
 // embeddings, pre-norm transformer layers with a causal mask, final layer norm, pooled output at
 // the end-of-text token and (with projection) a bias-free text projection. Module names are the
 // transformers checkpoint keys, so named_parameters() equals the key set of `model.safetensors`.
-// Not here: the attention_mask argument (Stable Diffusion pipelines pass none), dropout.
+// The padding attention_mask is taken by ClipTextTransformer (scorers pass it; Stable Diffusion
+// pipelines do not). Not here: dropout.
 #pragma once
 
 #include <filesystem>
@@ -46,8 +47,22 @@ struct ClipMlpImpl : torch::nn::Module {
 };
 TORCH_MODULE(ClipMlp);
 
+// The sizes of one pre-norm transformer stack; the text and vision towers share the layer code.
+struct ClipEncoderSizes {
+  int64_t hidden_size = 512;
+  int64_t intermediate_size = 2048;
+  int64_t num_attention_heads = 8;
+  int64_t num_hidden_layers = 12;
+  std::string hidden_act = "quick_gelu";
+  double layer_norm_eps = 1e-5;
+  static ClipEncoderSizes of(const ClipTextConfig& c) {
+    return {c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_hidden_layers,
+            c.hidden_act, c.layer_norm_eps};
+  }
+};
+
 struct ClipEncoderLayerImpl : torch::nn::Module {
-  explicit ClipEncoderLayerImpl(const ClipTextConfig& config);
+  explicit ClipEncoderLayerImpl(const ClipEncoderSizes& sizes);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
 
   ClipAttention self_attn{nullptr};
@@ -58,7 +73,7 @@ struct ClipEncoderLayerImpl : torch::nn::Module {
 TORCH_MODULE(ClipEncoderLayer);
 
 struct ClipEncoderImpl : torch::nn::Module {
-  explicit ClipEncoderImpl(const ClipTextConfig& config);
+  explicit ClipEncoderImpl(const ClipEncoderSizes& sizes);
   torch::nn::ModuleList layers;
   std::vector<ClipEncoderLayer> typed_layers;  // the same modules, for calling
 };
@@ -78,9 +93,18 @@ TORCH_MODULE(ClipTextEmbeddings);
 struct ClipTextTransformerImpl : torch::nn::Module {
   explicit ClipTextTransformerImpl(const ClipTextConfig& config);
 
+  // input_ids: [B, S] integer ids; attention_mask: optional [B, S] (1 = token, 0 = padding), added
+  // to the causal mask as transformers does. Fills last_hidden_state, pooled (and hidden_states);
+  // no projection. UsageError for a bad shape or an id outside the vocabulary.
+  ClipTextOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                         bool output_hidden_states = false);
+
   ClipTextEmbeddings embeddings{nullptr};
   ClipEncoder encoder{nullptr};
   torch::nn::LayerNorm final_layer_norm{nullptr};  // [D]
+
+ private:
+  ClipTextConfig config_;
 };
 TORCH_MODULE(ClipTextTransformer);
 
