@@ -50,8 +50,7 @@ void append_numeric(char32_t num, std::u32string& out) {
     out += U'\uFFFD';
     return;
   }
-  if (std::binary_search(std::begin(kInvalidCodepoints), std::end(kInvalidCodepoints), num))
-    return;
+  if (std::binary_search(std::begin(kInvalidCodepoints), std::end(kInvalidCodepoints), num)) return;
   out += num;
 }
 
