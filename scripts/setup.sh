@@ -8,6 +8,7 @@ PACKAGES=(
   libtorch-dev libgloo-dev       # LibTorch (CPU) and the c10d headers it includes
   libopenblas0-pthread           # optimised BLAS: LibTorch's matmuls are ~40x faster than reference BLAS
   nlohmann-json3-dev libcli11-dev libstb-dev   # header-only: JSON, command line, image codecs
+  libjpeg62-turbo-dev            # JPEG decoding exactly as Pillow (libjpeg-turbo)
   libgtest-dev libgmock-dev libbenchmark-dev   # tests and benchmarks
 )
 
