@@ -1,4 +1,4 @@
-// Component weight resolution: single file, variants, sharded index, pickle-only folders; and the
+// Component weight resolution: single file, variants, sharded index, PyTorch-only folders; and the
 // model-folder parser on the fixtures.
 #include "dro/io/weights.h"
 
@@ -58,17 +58,41 @@ TEST(Weights, ShardedIndex) {
   }
 }
 
-TEST(Weights, PickleOnlyFolderSaysHowToConvert) {
+TEST(Weights, PickleOnlyFolderIsReadAsPyTorch) {
+  // A .bin that is not a torch.save archive: the checkpoint reader's error, naming the file.
   TempDir dir;
   std::ofstream(dir / "diffusion_pytorch_model.bin") << "x";
   try {
     ComponentWeights::open(dir.path());
     FAIL();
   } catch (const IoError& e) {
-    EXPECT_NE(std::string(e.what()).find("safe_serialization"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("diffusion_pytorch_model.bin"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not a PyTorch checkpoint"), std::string::npos) << e.what();
   }
   TempDir empty;
   EXPECT_THROW(ComponentWeights::open(empty.path()), IoError);
+  // A pickle under another name is not guessed at; the error points at it.
+  TempDir other;
+  std::ofstream(other / "weights.ckpt") << "x";
+  try {
+    ComponentWeights::open(other.path());
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("weights.ckpt"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Weights, SafetensorsPreferredOverPytorchFiles) {
+  DRO_REQUIRE_FIXTURES();
+  const auto src = test::fixtures() / "scorers" / "clip-vit-h-14-tiny";
+  if (!std::filesystem::exists(src / "pytorch_model.bin")) GTEST_SKIP() << "no scorer fixtures";
+  TempDir dir;
+  std::filesystem::copy_file(src / "pytorch_model.bin", dir / "pytorch_model.bin");
+  EXPECT_EQ(ComponentWeights::open(dir.path()).files()[0].filename(), "pytorch_model.bin");
+  save_safetensors(dir / "model.safetensors", {{"a", torch::ones({2})}});
+  const auto w = ComponentWeights::open(dir.path());
+  EXPECT_EQ(w.files()[0].filename(), "model.safetensors");
+  EXPECT_EQ(w.names(), std::vector<std::string>{"a"});
 }
 
 struct Tiny : torch::nn::Module {
