@@ -13,6 +13,7 @@
 #include "dro/io/atomic_file.h"
 #include "dro/io/json.h"
 #include "dro/text/unicode.h"
+#include "dro/text/unicode_normalize.h"
 
 namespace dro::text {
 
@@ -67,11 +68,13 @@ std::string clean_whitespace(std::string_view s) {
 
 enum class CharClass { kSpace, kLetter, kNumber, kOther };
 
-CharClass classify(const Utf8Char& c) {
+// kSpace: matched by no alternative of the pattern, so skipped.
+CharClass classify(const Utf8Char& c, bool case_sensitive) {
   if (!c.valid) return CharClass::kOther;
   if (is_letter(c.cp)) return CharClass::kLetter;
   if (is_number(c.cp)) return CharClass::kNumber;
-  if (is_space(c.cp) || is_unmatched_by_clip_pattern(c.cp)) return CharClass::kSpace;
+  if (is_space(c.cp) || (!case_sensitive && is_unmatched_by_clip_pattern(c.cp)))
+    return CharClass::kSpace;
   return CharClass::kOther;
 }
 
@@ -163,9 +166,11 @@ struct ClipTokenizer::State {
   std::unordered_map<int64_t, std::string> decoder;
   std::unordered_map<std::string, int64_t> ranks;  // "first second" -> rank
   ClipSpecialTokens specials;
-  std::string bos_text, eos_text;  // the special strings as they appear in lower-cased text
+  // The special strings as they appear in lower-cased text, with their ids: encode()'s specials.
+  std::vector<std::pair<std::string, int64_t>> pattern_specials;
   int64_t bos = 0, eos = 0, pad = 0, unk = 0;
   int64_t max_length = 77;
+  ClipTextOptions text;
 
   // Raw token bytes -> ids. Guarded by cache_mutex; shared by copies of the tokenizer.
   mutable std::mutex cache_mutex;
@@ -231,8 +236,10 @@ ClipTokenizer::ClipTokenizer(std::shared_ptr<const State> state) : state_(std::m
 
 ClipTokenizer::ClipTokenizer(std::unordered_map<std::string, int64_t> vocab,
                              std::vector<std::pair<std::string, std::string>> merges,
-                             ClipSpecialTokens specials, int64_t model_max_length) {
+                             ClipSpecialTokens specials, int64_t model_max_length,
+                             ClipTextOptions text_options) {
   auto s = std::make_shared<State>();
+  s->text = text_options;
   if (model_max_length < 2)
     throw UsageError(
         cat("[tokenizer] model_max_length must be at least 2 (bos + eos), got ", model_max_length));
@@ -260,13 +267,12 @@ ClipTokenizer::ClipTokenizer(std::unordered_map<std::string, int64_t> vocab,
   s->eos = id_of(specials.eos, "eos");
   s->pad = id_of(specials.pad, "pad");
   s->unk = id_of(specials.unk, "unk");
-  s->bos_text = lower_utf8(specials.bos);
-  s->eos_text = lower_utf8(specials.eos);
+  s->pattern_specials = {{lower_utf8(specials.bos), s->bos}, {lower_utf8(specials.eos), s->eos}};
   s->specials = std::move(specials);
   state_ = std::move(s);
 }
 
-ClipTokenizer ClipTokenizer::load(const std::filesystem::path& dir) {
+ClipTokenizer ClipTokenizer::load(const std::filesystem::path& dir, ClipTextOptions text_options) {
   if (!std::filesystem::is_directory(dir))
     throw IoError(cat("[tokenizer] ", dir.string(), ": folder not found"));
   auto vocab = read_vocab(dir / "vocab.json");
@@ -312,7 +318,8 @@ ClipTokenizer ClipTokenizer::load(const std::filesystem::path& dir) {
     for (const auto& [token, id] : read_vocab(added_path)) vocab[token] = id;
   }
   try {
-    return ClipTokenizer(std::move(vocab), std::move(merges), std::move(specials), max_length);
+    return ClipTokenizer(std::move(vocab), std::move(merges), std::move(specials), max_length,
+                         text_options);
   } catch (const UsageError& e) {
     throw IoError(cat(e.what(), " (tokenizer folder ", dir.string(), ")"));
   }
@@ -320,21 +327,29 @@ ClipTokenizer ClipTokenizer::load(const std::filesystem::path& dir) {
 
 std::vector<int64_t> ClipTokenizer::encode(std::string_view text) const {
   const State& s = *state_;
-  const std::string t = lower_utf8(clean_whitespace(text));
+  const std::string cleaned = s.text.nfc ? clean_whitespace(normalize_utf8(text, NormalForm::kNfc))
+                                         : clean_whitespace(text);
+  return encode_prepared(lower_utf8(cleaned), s.pattern_specials);
+}
+
+std::vector<int64_t> ClipTokenizer::encode_prepared(
+    std::string_view t, const std::vector<std::pair<std::string, int64_t>>& specials) const {
+  const State& s = *state_;
+  const bool case_sensitive = s.text.case_sensitive_pattern;
   std::vector<int64_t> ids;
   size_t pos = 0;
   while (pos < t.size()) {
     // The alternatives of CLIP's pattern, tried in order at each position.
-    if (starts_with(t, pos, s.bos_text)) {
-      ids.push_back(s.bos);
-      pos += s.bos_text.size();
-      continue;
+    bool special = false;
+    for (const auto& [str, id] : specials) {
+      if (starts_with(t, pos, str)) {
+        ids.push_back(id);
+        pos += str.size();
+        special = true;
+        break;
+      }
     }
-    if (starts_with(t, pos, s.eos_text)) {
-      ids.push_back(s.eos);
-      pos += s.eos_text.size();
-      continue;
-    }
+    if (special) continue;
     size_t end = pos;
     if (t[pos] == '\'') {
       for (std::string_view suffix : {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"}) {
@@ -346,7 +361,7 @@ std::vector<int64_t> ClipTokenizer::encode(std::string_view text) const {
     }
     if (end == pos) {
       Utf8Char c = decode_utf8(t, pos);
-      const CharClass cls = classify(c);
+      const CharClass cls = classify(c, case_sensitive);
       if (cls == CharClass::kSpace) {
         pos += c.length;
         continue;
@@ -355,12 +370,12 @@ std::vector<int64_t> ClipTokenizer::encode(std::string_view text) const {
       if (cls != CharClass::kNumber) {  // letters and "other" form runs; a number is one character
         while (end < t.size()) {
           c = decode_utf8(t, end);
-          if (classify(c) != cls) break;
+          if (classify(c, case_sensitive) != cls) break;
           end += c.length;
         }
       }
     }
-    s.bpe(std::string_view(t).substr(pos, end - pos), ids);
+    s.bpe(t.substr(pos, end - pos), ids);
     pos = end;
   }
   return ids;
@@ -389,6 +404,35 @@ torch::Tensor ClipTokenizer::tokenize(const std::vector<std::string>& texts) con
     std::copy(row.begin(), row.end(), out + i * state_->max_length);
   }
   return ids;
+}
+
+ClipBatch ClipTokenizer::tokenize_batch(const std::vector<std::string>& texts) const {
+  const State& s = *state_;
+  std::vector<std::vector<int64_t>> rows;
+  rows.reserve(texts.size());
+  size_t longest = 0;
+  for (const auto& text : texts) {
+    const std::vector<int64_t> content = encode(text);
+    const size_t keep = std::min(content.size(), static_cast<size_t>(s.max_length - 2));
+    std::vector<int64_t> row;
+    row.reserve(keep + 2);
+    row.push_back(s.bos);
+    row.insert(row.end(), content.begin(), content.begin() + keep);
+    row.push_back(s.eos);
+    longest = std::max(longest, row.size());
+    rows.push_back(std::move(row));
+  }
+  const int64_t n = static_cast<int64_t>(rows.size()), width = static_cast<int64_t>(longest);
+  // ids, mask: [N, S]
+  ClipBatch batch{torch::full({n, width}, s.pad, torch::kInt64),
+                  torch::zeros({n, width}, torch::kInt64)};
+  auto* ids = batch.input_ids.data_ptr<int64_t>();
+  auto* mask = batch.attention_mask.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    std::copy(rows[i].begin(), rows[i].end(), ids + i * width);
+    std::fill(mask + i * width, mask + i * width + rows[i].size(), 1);
+  }
+  return batch;
 }
 
 std::string ClipTokenizer::decode(const std::vector<int64_t>& ids) const {
@@ -447,6 +491,9 @@ int64_t ClipTokenizer::vocab_size() const {
 }
 const ClipSpecialTokens& ClipTokenizer::special_tokens() const {
   return state_->specials;
+}
+const ClipTextOptions& ClipTokenizer::text_options() const {
+  return state_->text;
 }
 
 int64_t ClipTokenizer::token_to_id(const std::string& token) const {
