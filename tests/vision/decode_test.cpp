@@ -12,8 +12,8 @@ namespace dro::vision {
 namespace {
 
 torch::Tensor as_tensor(const io::Image& im, bool squeeze_single = true) {
-  auto t = torch::from_blob(const_cast<uint8_t*>(im.pixels.data()), {im.height, im.width, im.channels},
-                            torch::kUInt8)
+  auto t = torch::from_blob(const_cast<uint8_t*>(im.pixels.data()),
+                            {im.height, im.width, im.channels}, torch::kUInt8)
                .to(torch::kFloat32);
   return squeeze_single && im.channels == 1 ? t.squeeze(2) : t;
 }
@@ -40,7 +40,8 @@ TEST(VisionDecode, DecodedPixelsMatchPil) {
     torch::Tensor got;
     if (im.mode == "P") {
       ASSERT_FALSE(im.indices.empty()) << file;
-      got = torch::from_blob(const_cast<uint8_t*>(im.indices.data()), {im.height(), im.width()}, torch::kUInt8)
+      got = torch::from_blob(const_cast<uint8_t*>(im.indices.data()), {im.height(), im.width()},
+                             torch::kUInt8)
                 .to(torch::kFloat32);
     } else {
       got = as_tensor(im.image);
@@ -52,11 +53,13 @@ TEST(VisionDecode, DecodedPixelsMatchPil) {
                       ? (jpeg_decoder_is_exact() ? " (libjpeg)" : " (stb fallback)")
                       : "")
               << "\n";
-    if (file.substr(file.size() - 4) == ".jpg" && !jpeg_decoder_is_exact()) continue;  // stb: +-1 expected
+    if (file.substr(file.size() - 4) == ".jpg" && !jpeg_decoder_is_exact())
+      continue;  // stb: +-1 expected
     EXPECT_TRUE(test::allclose(got, want, 0.0)) << file;
   }
   const PilImage pal = decode_image_file(test::scorer_fixtures() / "images/palette_48x40.png");
-  const double diff = test::max_abs_diff(as_tensor(convert_to_rgb(pal)), gold.at("palette_48x40.rgb"));
+  const double diff =
+      test::max_abs_diff(as_tensor(convert_to_rgb(pal)), gold.at("palette_48x40.rgb"));
   std::cout << "[vision] palette_48x40.png convert('RGB'): max |diff| = " << diff << "\n";
   EXPECT_EQ(diff, 0.0);
 }
@@ -81,13 +84,15 @@ TEST(VisionDecode, ConvertToRgbFollowsPil) {
 TEST(VisionDecode, PngColourTypesGivePilModes) {
   // 1-bit gray -> "1" with 0/255
   {
-    const PilImage im = decode_image_bytes(test::make_png(8, 1, 1, 0, std::string(1, '\xA5')), "g1");
+    const PilImage im =
+        decode_image_bytes(test::make_png(8, 1, 1, 0, std::string(1, '\xA5')), "g1");
     EXPECT_EQ(im.mode, "1");
     EXPECT_EQ(im.image.pixels, (std::vector<uint8_t>{255, 0, 255, 0, 0, 255, 0, 255}));
   }
   // 4-bit gray -> "L" scaled by 17
   {
-    const PilImage im = decode_image_bytes(test::make_png(2, 1, 4, 0, std::string(1, '\x1F')), "g4");
+    const PilImage im =
+        decode_image_bytes(test::make_png(2, 1, 4, 0, std::string(1, '\x1F')), "g4");
     EXPECT_EQ(im.mode, "L");
     EXPECT_EQ(im.image.pixels, (std::vector<uint8_t>{17, 255}));
   }
@@ -98,11 +103,13 @@ TEST(VisionDecode, PngColourTypesGivePilModes) {
     EXPECT_EQ(im.mode, "I;16");
     EXPECT_EQ(im.pixels16, (std::vector<uint16_t>{7, 256, 65535}));
     EXPECT_EQ(im.image.pixels, (std::vector<uint8_t>{7, 255, 255}));
-    EXPECT_EQ(convert_to_rgb(im).pixels, (std::vector<uint8_t>{7, 7, 7, 255, 255, 255, 255, 255, 255}));
+    EXPECT_EQ(convert_to_rgb(im).pixels,
+              (std::vector<uint8_t>{7, 7, 7, 255, 255, 255, 255, 255, 255}));
   }
   // gray + tRNS -> "L" (transparency in info only)
   {
-    const PilImage im = decode_image_bytes(test::make_png(2, 1, 8, 0, "\x05\x09", {}, {0, 5}), "gt");
+    const PilImage im =
+        decode_image_bytes(test::make_png(2, 1, 8, 0, "\x05\x09", {}, {0, 5}), "gt");
     EXPECT_EQ(im.mode, "L");
     EXPECT_TRUE(im.has_transparency);
     EXPECT_EQ(im.image.channels, 1);
@@ -110,7 +117,8 @@ TEST(VisionDecode, PngColourTypesGivePilModes) {
   }
   // RGB + tRNS -> "RGB", 3 channels
   {
-    const PilImage im = decode_image_bytes(test::make_png(1, 1, 8, 2, "\x01\x02\x03", {}, {0, 1, 0, 2, 0, 3}), "rt");
+    const PilImage im = decode_image_bytes(
+        test::make_png(1, 1, 8, 2, "\x01\x02\x03", {}, {0, 1, 0, 2, 0, 3}), "rt");
     EXPECT_EQ(im.mode, "RGB");
     EXPECT_EQ(im.image.pixels, (std::vector<uint8_t>{1, 2, 3}));
   }
@@ -137,7 +145,8 @@ TEST(VisionDecode, PngColourTypesGivePilModes) {
   // 2-bit palette with tRNS: indices, RGB colours, alpha in the palette
   {
     const std::vector<uint8_t> plte = {255, 0, 0, 0, 255, 0, 0, 0, 255};
-    const PilImage im = decode_image_bytes(test::make_png(4, 1, 2, 3, std::string(1, '\x24'), plte, {0}), "p2");
+    const PilImage im =
+        decode_image_bytes(test::make_png(4, 1, 2, 3, std::string(1, '\x24'), plte, {0}), "p2");
     EXPECT_EQ(im.mode, "P");
     EXPECT_TRUE(im.has_transparency);
     EXPECT_EQ(im.indices, (std::vector<uint8_t>{0, 2, 1, 0}));
@@ -148,7 +157,8 @@ TEST(VisionDecode, PngColourTypesGivePilModes) {
   }
 }
 
-void expect_io_error(const std::string& bytes, const std::string& what, const std::string& fragment = "") {
+void expect_io_error(const std::string& bytes, const std::string& what,
+                     const std::string& fragment = "") {
   try {
     decode_image_bytes(bytes, what);
     FAIL() << "no error for " << what;

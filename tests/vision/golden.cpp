@@ -52,7 +52,8 @@ std::string zlib_stored(const std::string& data) {
 std::string make_png(int width, int height, int bit_depth, int colour_type, const std::string& raw,
                      const std::vector<uint8_t>& plte, const std::vector<uint8_t>& trns) {
   static const int kChannels[] = {1, 0, 3, 1, 2, 0, 4};
-  const size_t row_bytes = (static_cast<size_t>(width) * kChannels[colour_type] * bit_depth + 7) / 8;
+  const size_t row_bytes =
+      (static_cast<size_t>(width) * kChannels[colour_type] * bit_depth + 7) / 8;
   std::string filtered;
   for (int y = 0; y < height; ++y) {
     filtered.push_back('\0');

@@ -18,8 +18,8 @@ io::Image noise(int w, int h, int c, unsigned seed) {
   return im;
 }
 
-const Resample kFilters[] = {Resample::kBox, Resample::kBilinear, Resample::kHamming, Resample::kBicubic,
-                             Resample::kLanczos};
+const Resample kFilters[] = {Resample::kBox, Resample::kBilinear, Resample::kHamming,
+                             Resample::kBicubic, Resample::kLanczos};
 
 TEST(VisionResize, SameSizeReturnsThePixels) {
   const io::Image im = noise(13, 9, 3, 1);
@@ -34,11 +34,13 @@ TEST(VisionResize, ConstantImageStaysConstant) {
     io::Image im(17, 11, 3);
     std::fill(im.pixels.begin(), im.pixels.end(), static_cast<uint8_t>(value));
     for (Resample f : kFilters)
-      for (auto [w, h] : {std::pair{5, 4}, std::pair{40, 23}, std::pair{17, 30}, std::pair{3, 11}}) {
+      for (auto [w, h] :
+           {std::pair{5, 4}, std::pair{40, 23}, std::pair{17, 30}, std::pair{3, 11}}) {
         const io::Image out = resample_bands(im, w, h, f);
         ASSERT_EQ(out.width, w);
         ASSERT_EQ(out.height, h);
-        for (uint8_t v : out.pixels) ASSERT_EQ(v, value) << resample_name(f) << " " << w << "x" << h;
+        for (uint8_t v : out.pixels)
+          ASSERT_EQ(v, value) << resample_name(f) << " " << w << "x" << h;
       }
   }
 }
@@ -53,8 +55,9 @@ TEST(VisionResize, BoxHalvingAveragesPairsWithRounding) {
         const int top = (im.at(2 * y, 2 * x, c) + im.at(2 * y, 2 * x + 1, c) + 1) / 2;
         const int bottom = (im.at(2 * y + 1, 2 * x, c) + im.at(2 * y + 1, 2 * x + 1, c) + 1) / 2;
         ASSERT_EQ(out.at(y, x, c), (top + bottom + 1) / 2) << x << "," << y;
-        const double mean = (im.at(2 * y, 2 * x, c) + im.at(2 * y, 2 * x + 1, c) + im.at(2 * y + 1, 2 * x, c) +
-                             im.at(2 * y + 1, 2 * x + 1, c)) / 4.0;
+        const double mean = (im.at(2 * y, 2 * x, c) + im.at(2 * y, 2 * x + 1, c) +
+                             im.at(2 * y + 1, 2 * x, c) + im.at(2 * y + 1, 2 * x + 1, c)) /
+                            4.0;
         ASSERT_LE(std::abs(out.at(y, x, c) - mean), 1.0);
       }
 }
@@ -64,9 +67,11 @@ TEST(VisionResize, HorizontalOnlyAndVerticalOnlyPasses) {
   const io::Image h = resample_bands(im, 6, 6, Resample::kBox);
   const io::Image v = resample_bands(im, 12, 3, Resample::kBox);
   for (int y = 0; y < 6; ++y)
-    for (int x = 0; x < 6; ++x) ASSERT_EQ(h.at(y, x, 0), (im.at(y, 2 * x, 0) + im.at(y, 2 * x + 1, 0) + 1) / 2);
+    for (int x = 0; x < 6; ++x)
+      ASSERT_EQ(h.at(y, x, 0), (im.at(y, 2 * x, 0) + im.at(y, 2 * x + 1, 0) + 1) / 2);
   for (int y = 0; y < 3; ++y)
-    for (int x = 0; x < 12; ++x) ASSERT_EQ(v.at(y, x, 0), (im.at(2 * y, x, 0) + im.at(2 * y + 1, x, 0) + 1) / 2);
+    for (int x = 0; x < 12; ++x)
+      ASSERT_EQ(v.at(y, x, 0), (im.at(2 * y, x, 0) + im.at(2 * y + 1, x, 0) + 1) / 2);
 }
 
 TEST(VisionResize, NearestDuplicatesAndSubsamples) {
@@ -88,8 +93,10 @@ TEST(VisionResize, RgbaIsResizedPremultiplied) {
   for (int y = 0; y < 4; ++y)
     for (int x = 0; x < 8; ++x) {
       uint8_t* p = &im.at(y, x, 0);
-      if (x < 4) p[0] = p[1] = p[2] = 100, p[3] = 255;
-      else p[0] = 255, p[1] = p[2] = 0, p[3] = 0;
+      if (x < 4)
+        p[0] = p[1] = p[2] = 100, p[3] = 255;
+      else
+        p[0] = 255, p[1] = p[2] = 0, p[3] = 0;
     }
   const PilImage out = pil_resize(from_pixels(im), 4, 2, Resample::kBicubic);
   for (int y = 0; y < 2; ++y) {
@@ -122,7 +129,8 @@ TEST(VisionResize, PaletteAndBilevelAlwaysNearest) {
   p.palette = {{10, 20, 30, 255}, {200, 210, 220, 255}};
   p.image = io::Image(4, 1, 3);
   p.indices = {0, 1, 1, 0};
-  for (int i = 0; i < 4; ++i) std::memcpy(&p.image.pixels[3 * i], p.palette[p.indices[i]].data(), 3);
+  for (int i = 0; i < 4; ++i)
+    std::memcpy(&p.image.pixels[3 * i], p.palette[p.indices[i]].data(), 3);
   const PilImage out = pil_resize(p, 2, 1, Resample::kBicubic);
   EXPECT_EQ(out.mode, "P");
   EXPECT_EQ(out.indices, (std::vector<uint8_t>{1, 0}));  // source centres 1 and 3

@@ -31,7 +31,7 @@ namespace dro::vision {
 // Fields and defaults of CLIPImageProcessor.__init__.
 struct ClipImageProcessorConfig {
   bool do_resize = true;
-  int shortest_edge = 224;             // > 0: shortest-edge resize; 0: exact size_height x size_width
+  int shortest_edge = 224;  // > 0: shortest-edge resize; 0: exact size_height x size_width
   int size_height = 0, size_width = 0;
   Resample resample = Resample::kBicubic;
   bool do_center_crop = true;
@@ -40,7 +40,7 @@ struct ClipImageProcessorConfig {
   double rescale_factor = 1.0 / 255.0;
   bool do_normalize = true;
   std::vector<double> image_mean = {0.48145466, 0.4578275, 0.40821073};  // OPENAI_CLIP_MEAN
-  std::vector<double> image_std = {0.26862954, 0.26130258, 0.27577711};   // OPENAI_CLIP_STD
+  std::vector<double> image_std = {0.26862954, 0.26130258, 0.27577711};  // OPENAI_CLIP_STD
   bool do_convert_rgb = true;
 
   // Parses a preprocessor_config.json object; `where` names it in errors.
@@ -50,9 +50,9 @@ struct ClipImageProcessorConfig {
 };
 
 struct ClipProcessorOutput {
-  torch::Tensor pixel_values;         // [C, H, W] float32 (C 3 after convert_to_rgb)
-  std::array<int, 2> resize_hw{};     // (height, width) after the resize (input size if none)
-  std::array<int, 2> crop_top_left{}; // floor offsets of the crop; negative where it padded
+  torch::Tensor pixel_values;          // [C, H, W] float32 (C 3 after convert_to_rgb)
+  std::array<int, 2> resize_hw{};      // (height, width) after the resize (input size if none)
+  std::array<int, 2> crop_top_left{};  // floor offsets of the crop; negative where it padded
 };
 
 class ClipImageProcessor {

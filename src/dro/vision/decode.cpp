@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <unordered_map>
 
 #include "dro/core/error.h"
@@ -55,7 +56,8 @@ PngHeader read_png_header(const std::string& bytes, const std::string& what) {
     const unsigned char* body = data + pos + 8;
     if (!seen_ihdr) {
       if (type != "IHDR" || len < 13)
-        throw IoError(cat("[image] ", what, ": PNG does not start with an IHDR chunk (corrupt file)"));
+        throw IoError(
+            cat("[image] ", what, ": PNG does not start with an IHDR chunk (corrupt file)"));
       h.width = read_be32(body);
       h.height = read_be32(body + 4);
       h.bit_depth = body[8];
@@ -63,7 +65,8 @@ PngHeader read_png_header(const std::string& bytes, const std::string& what) {
       seen_ihdr = true;
     } else if (type == "PLTE") {
       h.palette.clear();
-      for (uint32_t i = 0; i + 3 <= len; i += 3) h.palette.push_back({body[i], body[i + 1], body[i + 2], 255});
+      for (uint32_t i = 0; i + 3 <= len; i += 3)
+        h.palette.push_back({body[i], body[i + 1], body[i + 2], 255});
     } else if (type == "tRNS") {
       h.has_trns = true;
       trns.assign(reinterpret_cast<const char*>(body), len);
@@ -72,20 +75,23 @@ PngHeader read_png_header(const std::string& bytes, const std::string& what) {
     }
     pos += 12 + static_cast<size_t>(len);
   }
-  if (!seen_ihdr) throw IoError(cat("[image] ", what, ": PNG has no IHDR chunk (truncated or corrupt file)"));
+  if (!seen_ihdr)
+    throw IoError(cat("[image] ", what, ": PNG has no IHDR chunk (truncated or corrupt file)"));
   if (h.colour_type == 3)
-    for (size_t i = 0; i < trns.size() && i < h.palette.size(); ++i) h.palette[i][3] = uint8_t(trns[i]);
+    for (size_t i = 0; i < trns.size() && i < h.palette.size(); ++i)
+      h.palette[i][3] = uint8_t(trns[i]);
   return h;
 }
 
 // stb_image with `channels` output channels (0: as stored). IoError on failure.
-io::Image stb_decode(const std::string& bytes, const std::string& what, int channels, int* stored = nullptr) {
+io::Image stb_decode(const std::string& bytes, const std::string& what, const char* format,
+                     int channels, int* stored = nullptr) {
   int w = 0, h = 0, n = 0;
   unsigned char* data = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
                                               static_cast<int>(bytes.size()), &w, &h, &n, channels);
   if (data == nullptr)
-    throw IoError(cat("[image] ", what, ": cannot decode image (", stbi_failure_reason(),
-                      "; corrupt or truncated file?)"));
+    throw IoError(cat("[image] ", what, ": cannot decode ", format,
+                      " (stb_image: ", stbi_failure_reason(), "; corrupt or truncated file?)"));
   io::Image image;
   image.width = w;
   image.height = h;
@@ -110,8 +116,8 @@ PilImage decode_png(const std::string& bytes, const std::string& what) {
         stbi_us* data = stbi_load_16_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
                                                  static_cast<int>(bytes.size()), &w, &hh, &n, 1);
         if (data == nullptr)
-          throw IoError(cat("[image] ", what, ": cannot decode 16-bit PNG (", stbi_failure_reason(),
-                            "; corrupt or truncated file?)"));
+          throw IoError(cat("[image] ", what, ": cannot decode 16-bit PNG (stb_image: ",
+                            stbi_failure_reason(), "; corrupt or truncated file?)"));
         out.pixels16.assign(data, data + static_cast<size_t>(w) * hh);
         stbi_image_free(data);
         out.image = io::Image(w, hh, 1);
@@ -120,17 +126,18 @@ PilImage decode_png(const std::string& bytes, const std::string& what) {
         return out;
       }
       out.mode = depth == 1 ? "1" : "L";  // stb scales 1/2/4-bit gray to 0..255 as PIL's L;2 / L;4
-      out.image = stb_decode(bytes, what, 1);
+      out.image = stb_decode(bytes, what, "PNG", 1);
       return out;
     case 2:
       out.mode = "RGB";  // 16-bit: stb keeps the high byte, as PIL's RGB;16B unpacker
-      out.image = stb_decode(bytes, what, 3);
+      out.image = stb_decode(bytes, what, "PNG", 3);
       return out;
     case 3: {
       out.mode = "P";
-      if (h.palette.empty()) throw IoError(cat("[image] ", what, ": palette PNG without a PLTE chunk"));
+      if (h.palette.empty())
+        throw IoError(cat("[image] ", what, ": palette PNG without a PLTE chunk"));
       out.palette = h.palette;
-      io::Image rgba = stb_decode(bytes, what, 4);
+      io::Image rgba = stb_decode(bytes, what, "PNG", 4);
       // stb expands the palette; the indices are recovered through the palette (first entry of a
       // colour repeated in the palette).
       std::unordered_map<uint32_t, uint8_t> index_of;
@@ -145,10 +152,12 @@ PilImage decode_png(const std::string& bytes, const std::string& what) {
       for (size_t i = 0; i < n; ++i) {
         const uint8_t* p = &rgba.pixels[4 * i];
         std::memcpy(&out.image.pixels[3 * i], p, 3);
-        auto it = index_of.find((uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3]);
+        auto it = index_of.find((uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) |
+                                (uint32_t(p[2]) << 8) | p[3]);
         if (it == index_of.end()) {
           out.indices.clear();  // an index past the palette: colours kept, indices unknown
-          for (size_t j = i + 1; j < n; ++j) std::memcpy(&out.image.pixels[3 * j], &rgba.pixels[4 * j], 3);
+          for (size_t j = i + 1; j < n; ++j)
+            std::memcpy(&out.image.pixels[3 * j], &rgba.pixels[4 * j], 3);
           break;
         }
         out.indices[i] = it->second;
@@ -158,15 +167,15 @@ PilImage decode_png(const std::string& bytes, const std::string& what) {
     case 4:
       if (depth == 16) {
         out.mode = "RGBA";  // PIL opens 16-bit gray+alpha as RGBA (LA;16B rawmode, high bytes)
-        out.image = stb_decode(bytes, what, 4);
+        out.image = stb_decode(bytes, what, "PNG", 4);
       } else {
         out.mode = "LA";
-        out.image = stb_decode(bytes, what, 2);
+        out.image = stb_decode(bytes, what, "PNG", 2);
       }
       return out;
     case 6:
       out.mode = "RGBA";
-      out.image = stb_decode(bytes, what, 4);
+      out.image = stb_decode(bytes, what, "PNG", 4);
       return out;
     default:
       throw IoError(cat("[image] ", what, ": PNG colour type ", h.colour_type,
@@ -223,7 +232,8 @@ bool run_libjpeg(const unsigned char* data, size_t size, JpegResult* res, JpegEr
   } else if (cinfo.num_components == 4) {
     cinfo.out_color_space = JCS_CMYK;
   } else {
-    std::snprintf(err->message, sizeof err->message, "cannot handle %d-layer images", cinfo.num_components);
+    std::snprintf(err->message, sizeof err->message, "cannot handle %d-layer images",
+                  cinfo.num_components);
     jpeg_destroy_decompress(&cinfo);
     return false;
   }
@@ -234,7 +244,8 @@ bool run_libjpeg(const unsigned char* data, size_t size, JpegResult* res, JpegEr
   const size_t row_bytes = static_cast<size_t>(res->width) * res->components;
   res->pixels = static_cast<unsigned char*>(std::malloc(row_bytes * res->height));
   if (res->pixels == nullptr) {
-    std::snprintf(err->message, sizeof err->message, "out of memory for a %dx%d image", res->width, res->height);
+    std::snprintf(err->message, sizeof err->message, "out of memory for a %dx%d image", res->width,
+                  res->height);
     jpeg_destroy_decompress(&cinfo);
     return false;
   }
@@ -254,7 +265,8 @@ PilImage decode_jpeg(const std::string& bytes, const std::string& what) {
   JpegErrorManager err;
   err.message[0] = '\0';
   JpegResult res;
-  const bool ok = run_libjpeg(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), &res, &err);
+  const bool ok =
+      run_libjpeg(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), &res, &err);
   if (!ok) {
     std::free(res.pixels);
     throw IoError(cat("[image] ", what, ": cannot decode JPEG (libjpeg: ", err.message,
@@ -262,7 +274,7 @@ PilImage decode_jpeg(const std::string& bytes, const std::string& what) {
   }
   if (res.truncated) {
     std::free(res.pixels);
-    throw IoError(cat("[image] ", what, ": JPEG data ends before the last row (truncated file?)"));
+    throw IoError(cat("[image] ", what, ": JPEG data ends inside the image (truncated file?)"));
   }
   PilImage out;
   out.image = io::Image(res.width, res.height, res.components);
@@ -284,16 +296,17 @@ PilImage decode_jpeg(const std::string& bytes, const std::string& what) {
 PilImage decode_jpeg(const std::string& bytes, const std::string& what) {
   static std::atomic<bool> warned{false};
   if (!warned.exchange(true))
-    std::cerr << "[image] warning: built without libjpeg; JPEG files are decoded by stb_image, whose "
-                 "pixels can differ by +-1 from PIL's (libjpeg-turbo) and move preference scores\n";
+    std::cerr
+        << "[image] warning: built without libjpeg; JPEG files are decoded by stb_image, whose "
+           "pixels can differ by +-1 from PIL's (libjpeg-turbo) and move preference scores\n";
   int stored = 0;
   PilImage out;
-  out.image = stb_decode(bytes, what, 0, &stored);
+  out.image = stb_decode(bytes, what, "JPEG", 0, &stored);
   if (out.image.channels == 1) {
     out.mode = "L";
   } else {
     out.mode = "RGB";  // stb converts CMYK/YCCK itself
-    if (out.image.channels != 3) out.image = stb_decode(bytes, what, 3);
+    if (out.image.channels != 3) out.image = stb_decode(bytes, what, "JPEG", 3);
   }
   return out;
 }
@@ -312,18 +325,25 @@ bool jpeg_decoder_is_exact() {
 
 PilImage decode_image_bytes(const std::string& bytes, const std::string& what) {
   if (bytes.empty()) throw IoError(cat("[image] ", what, ": file is empty"));
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()))
+    throw IoError(
+        cat("[image] ", what, ": ", bytes.size(), " bytes is over the 2 GiB the decoders take"));
   const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
-  if (bytes.size() >= 8 && std::memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0) return decode_png(bytes, what);
-  if (bytes.size() >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return decode_jpeg(bytes, what);
+  if (bytes.size() >= 8 && std::memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
+    return decode_png(bytes, what);
+  if (bytes.size() >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
+    return decode_jpeg(bytes, what);
   if (bytes.size() >= 2 && b[0] == 'B' && b[1] == 'M') {
     int stored = 0;
     PilImage out;
-    out.image = stb_decode(bytes, what, 0, &stored);
-    if (out.image.channels != 3 && out.image.channels != 4) out.image = stb_decode(bytes, what, 3);
+    out.image = stb_decode(bytes, what, "BMP", 0, &stored);
+    if (out.image.channels != 3 && out.image.channels != 4)
+      out.image = stb_decode(bytes, what, "BMP", 3);
     out.mode = out.image.channels == 4 ? "RGBA" : "RGB";
     return out;
   }
-  throw IoError(cat("[image] ", what, ": not a PNG, JPEG or BMP file (unsupported format or corrupt header)"));
+  throw IoError(cat("[image] ", what,
+                    ": not a PNG, JPEG or BMP file (unsupported format or corrupt header)"));
 }
 
 PilImage decode_image_file(const fs::path& path) {
@@ -337,8 +357,8 @@ PilImage from_pixels(io::Image image) {
     throw UsageError(cat("[image] from_pixels: 1 to 4 channels expected, got ", image.channels));
   if (image.width <= 0 || image.height <= 0 ||
       image.pixels.size() != static_cast<size_t>(image.width) * image.height * image.channels)
-    throw UsageError(cat("[image] from_pixels: inconsistent image ", image.width, "x", image.height, "x",
-                         image.channels, " with ", image.pixels.size(), " bytes"));
+    throw UsageError(cat("[image] from_pixels: inconsistent image ", image.width, "x", image.height,
+                         "x", image.channels, " with ", image.pixels.size(), " bytes"));
   PilImage out;
   out.mode = kModes[image.channels];
   out.image = std::move(image);

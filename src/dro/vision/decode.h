@@ -6,7 +6,8 @@
 // give PIL's mode (PngImagePlugin's _MODES):
 //   gray 1-bit -> "1" (0/255), gray 2/4/8-bit -> "L", gray 16-bit -> "I;16",
 //   RGB 8/16-bit -> "RGB" (16-bit: high byte, like PIL's RGB;16B unpacker),
-//   palette -> "P", gray+alpha 8-bit -> "LA", gray+alpha 16-bit -> "RGBA" (PIL's LA;16B), RGBA -> "RGBA".
+//   palette -> "P", gray+alpha 8-bit -> "LA", gray+alpha 16-bit -> "RGBA" (PIL's LA;16B), RGBA ->
+//   "RGBA".
 // A tRNS chunk only sets `has_transparency` (PIL keeps it in info, not in the pixels), except
 // for palette images whose palette carries it as alpha.
 // JPEG: libjpeg(-turbo) with Pillow's settings (JpegDecode.c: libjpeg's defaults, i.e. the
@@ -39,8 +40,10 @@ struct PilImage {
   io::Image image;
   // "I;16" only: the 16-bit values [H, W].
   std::vector<uint16_t> pixels16;
-  // "P" only: palette indices [H, W] (empty if they could not be recovered, see decode.cpp) and
-  // the palette as RGBA entries (alpha from tRNS, 255 without).
+  // "P" only: palette indices [H, W] and the palette as RGBA entries (alpha from tRNS, 255
+  // without). The indices are recovered from the decoded colours through the palette: a colour
+  // listed twice maps to its first index; empty if a pixel matches no entry (index past the
+  // palette).
   std::vector<uint8_t> indices;
   std::vector<std::array<uint8_t, 4>> palette;
   // A tRNS chunk was present (PIL: "transparency" in info).

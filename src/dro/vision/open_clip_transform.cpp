@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "dro/core/error.h"
@@ -20,7 +21,8 @@ torch::Tensor resize_bicubic_antialias(const torch::Tensor& chw, int height, int
   return out.squeeze(0);
 }
 
-OpenClipTransformResult open_clip_transform(const PilImage& image, const OpenClipTransformOptions& o) {
+OpenClipTransformResult open_clip_transform(const PilImage& image,
+                                            const OpenClipTransformOptions& o) {
   const int S = o.image_size;
   if (S <= 0) throw UsageError(cat("[transform] open_clip: image_size must be positive, got ", S));
   OpenClipTransformResult r;
@@ -38,8 +40,8 @@ OpenClipTransformResult open_clip_transform(const PilImage& image, const OpenCli
   // _convert_to_rgb_or_rgba, ToTensor
   const bool keep_alpha = r.reference_rgba && !o.drop_alpha;
   const io::Image px = keep_alpha ? image.image : convert_to_rgb(image);
-  auto hwc = torch::from_blob(const_cast<uint8_t*>(px.pixels.data()), {px.height, px.width, px.channels},
-                              torch::kUInt8);
+  auto hwc = torch::from_blob(const_cast<uint8_t*>(px.pixels.data()),
+                              {px.height, px.width, px.channels}, torch::kUInt8);
   torch::Tensor x = hwc.permute({2, 0, 1}).contiguous().to(torch::kFloat32).div(255);  // [C, H, W]
 
   // ResizeMaxSize
@@ -48,12 +50,14 @@ OpenClipTransformResult open_clip_transform(const PilImage& image, const OpenCli
   r.resize_hw = {h, w};
   bool pad = true;
   if (scale != 1.0) {
-    r.resize_hw = {static_cast<int>(std::nearbyint(h * scale)), static_cast<int>(std::nearbyint(w * scale))};
+    r.resize_hw = {static_cast<int>(std::nearbyint(h * scale)),
+                   static_cast<int>(std::nearbyint(w * scale))};
     if (r.resize_hw[0] <= 0 || r.resize_hw[1] <= 0)
-      throw UsageError(cat("[transform] open_clip: a ", w, "x", h, " image resizes to ", r.resize_hw[1], "x",
-                           r.resize_hw[0], " at size ", S, " (too thin)"));
+      throw UsageError(cat("[transform] open_clip: a ", w, "x", h, " image resizes to ",
+                           r.resize_hw[1], "x", r.resize_hw[0], " at size ", S, " (too thin)"));
     // torchvision's resize skips an image already at the output size
-    if (r.resize_hw[0] != h || r.resize_hw[1] != w) x = resize_bicubic_antialias(x, r.resize_hw[0], r.resize_hw[1]);
+    if (r.resize_hw[0] != h || r.resize_hw[1] != w)
+      x = resize_bicubic_antialias(x, r.resize_hw[0], r.resize_hw[1]);
   } else {
     r.reference_not_square = h != w;
     pad = o.pad_unscaled && h != w;

@@ -9,7 +9,8 @@
 //                            else (round(H * scale), round(W * scale)) with Python's round (half
 //                            to even), torchvision's tensor resize = interpolate(bicubic,
 //                            align_corners=False, antialias=True) (no clamping), then zero padding
-//                            [pw // 2, ph // 2, pw - pw // 2, ph - ph // 2] (odd pixel right/bottom)
+//                            [pw // 2, ph // 2, pw - pw // 2, ph - ph // 2] (odd pixel
+//                            right/bottom)
 //   MaskAwareNormalize       channels 0-2 normalised, a 4th passed through
 // The reference breaks on two inputs; the result says so, and options recover:
 //   RGBA: 4 channels out (score.py asserts 3)       -> `drop_alpha` converts to RGB first;
@@ -40,16 +41,17 @@ struct OpenClipTransformOptions {
 };
 
 struct OpenClipTransformResult {
-  torch::Tensor pixel_values;        // [C, H, W] float32; C 4 for RGBA kept, H != W when unpadded
-  std::array<int, 2> resize_hw{};    // after the resize (the input size when it was skipped)
-  std::array<int, 4> pad_ltrb{};     // kResizeMaxPad: zero padding left, top, right, bottom
+  torch::Tensor pixel_values;          // [C, H, W] float32; C 4 for RGBA kept, H != W when unpadded
+  std::array<int, 2> resize_hw{};      // after the resize (the input size when it was skipped)
+  std::array<int, 4> pad_ltrb{};       // kResizeMaxPad: zero padding left, top, right, bottom
   std::array<int, 2> crop_top_left{};  // kShortestCrop: CenterCrop offsets
   // What the reference does that the scorer cannot use, as it would have come out:
   bool reference_rgba = false;        // the reference output has 4 channels (RGBA input)
   bool reference_not_square = false;  // the reference output is not image_size x image_size
 };
 
-OpenClipTransformResult open_clip_transform(const PilImage& image, const OpenClipTransformOptions& options);
+OpenClipTransformResult open_clip_transform(const PilImage& image,
+                                            const OpenClipTransformOptions& options);
 
 // torchvision's resize of a float tensor [C, H, W] to (height, width): bicubic, align_corners
 // False, antialias True (torchvision >= 0.17's default), no clamping.

@@ -1,5 +1,6 @@
 #include "dro/vision/pil_resize.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -10,8 +11,12 @@
 namespace dro::vision {
 namespace {
 
+constexpr double kPi = 3.14159265358979323846;  // M_PI, which strict C++17 need not define
+
 // The filters of Resample.c, in double precision.
-double box_filter(double x) { return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0; }
+double box_filter(double x) {
+  return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0;
+}
 
 double bilinear_filter(double x) {
   x = std::fabs(x);
@@ -22,7 +27,7 @@ double hamming_filter(double x) {
   x = std::fabs(x);
   if (x == 0.0) return 1.0;
   if (x >= 1.0) return 0.0;
-  x *= M_PI;
+  x *= kPi;
   return std::sin(x) / x * (0.54f + 0.46f * std::cos(x));  // float constants as in Resample.c
 }
 
@@ -36,11 +41,13 @@ double bicubic_filter(double x) {
 
 double sinc(double x) {
   if (x == 0.0) return 1.0;
-  x *= M_PI;
+  x *= kPi;
   return std::sin(x) / x;
 }
 
-double lanczos_filter(double x) { return (-3.0 <= x && x < 3.0) ? sinc(x) * sinc(x / 3) : 0.0; }
+double lanczos_filter(double x) {
+  return (-3.0 <= x && x < 3.0) ? sinc(x) * sinc(x / 3) : 0.0;
+}
 
 struct Filter {
   double (*fn)(double);
@@ -49,12 +56,18 @@ struct Filter {
 
 Filter filter_for(Resample r) {
   switch (r) {
-    case Resample::kBox: return {box_filter, 0.5};
-    case Resample::kBilinear: return {bilinear_filter, 1.0};
-    case Resample::kHamming: return {hamming_filter, 1.0};
-    case Resample::kBicubic: return {bicubic_filter, 2.0};
-    case Resample::kLanczos: return {lanczos_filter, 3.0};
-    case Resample::kNearest: break;
+    case Resample::kBox:
+      return {box_filter, 0.5};
+    case Resample::kBilinear:
+      return {bilinear_filter, 1.0};
+    case Resample::kHamming:
+      return {hamming_filter, 1.0};
+    case Resample::kBicubic:
+      return {bicubic_filter, 2.0};
+    case Resample::kLanczos:
+      return {lanczos_filter, 3.0};
+    case Resample::kNearest:
+      break;
   }
   throw UsageError("[resize] NEAREST has no convolution filter");
 }
@@ -138,7 +151,8 @@ io::Image horizontal_8bpc(const io::Image& in, int width, int row0, int rows, co
 }
 
 // Vertical pass; `first` indexes rows of `in` (already shifted by the caller).
-io::Image vertical_8bpc(const io::Image& in, int height, const Coeffs& c, const std::vector<int>& first) {
+io::Image vertical_8bpc(const io::Image& in, int height, const Coeffs& c,
+                        const std::vector<int>& first) {
   const auto kk = fixed_point(c.weights);
   const int ch = in.channels, w = in.width;
   io::Image out(w, height, ch);
@@ -192,7 +206,8 @@ std::vector<uint16_t> resample_16bpc(const std::vector<uint16_t>& in, int in_w, 
     const double* k = &cv.weights[static_cast<size_t>(yy) * cv.ksize];
     for (int xx = 0; xx < cur_w; ++xx) {
       double ss = 0.0;
-      for (int y = 0; y < cv.count[yy]; ++y) ss += cur[static_cast<size_t>(first_v[yy] + y) * cur_w + xx] * k[y];
+      for (int y = 0; y < cv.count[yy]; ++y)
+        ss += cur[static_cast<size_t>(first_v[yy] + y) * cur_w + xx] * k[y];
       out[static_cast<size_t>(yy) * cur_w + xx] = round_clip16(ss);
     }
   }
@@ -201,7 +216,8 @@ std::vector<uint16_t> resample_16bpc(const std::vector<uint16_t>& in, int in_w, 
 
 void check_size(int width, int height, const char* op) {
   if (width <= 0 || height <= 0)
-    throw UsageError(cat("[resize] ", op, ": height and width must be > 0, got ", width, "x", height));
+    throw UsageError(
+        cat("[resize] ", op, ": height and width must be > 0, got ", width, "x", height));
 }
 
 void check_image(const io::Image& im, const char* op) {
@@ -228,19 +244,27 @@ std::vector<int> nearest_table(int in_size, int out_size) {
 
 Resample resample_from_code(int code, const std::string& where) {
   if (code < 0 || code > 5)
-    throw UsageError(cat("[resize] ", where, ": resample must be a PIL filter code 0..5 (0 nearest, 1 lanczos, "
-                         "2 bilinear, 3 bicubic, 4 box, 5 hamming), got ", code));
+    throw UsageError(cat("[resize] ", where,
+                         ": resample must be a PIL filter code 0..5 (0 nearest, 1 lanczos, "
+                         "2 bilinear, 3 bicubic, 4 box, 5 hamming), got ",
+                         code));
   return static_cast<Resample>(code);
 }
 
 const char* resample_name(Resample filter) {
   switch (filter) {
-    case Resample::kNearest: return "nearest";
-    case Resample::kLanczos: return "lanczos";
-    case Resample::kBilinear: return "bilinear";
-    case Resample::kBicubic: return "bicubic";
-    case Resample::kBox: return "box";
-    case Resample::kHamming: return "hamming";
+    case Resample::kNearest:
+      return "nearest";
+    case Resample::kLanczos:
+      return "lanczos";
+    case Resample::kBilinear:
+      return "bilinear";
+    case Resample::kBicubic:
+      return "bicubic";
+    case Resample::kBox:
+      return "box";
+    case Resample::kHamming:
+      return "hamming";
   }
   return "?";
 }
@@ -284,7 +308,8 @@ io::Image resize_nearest(const io::Image& in, int width, int height) {
 
 io::Image premultiply_alpha(const io::Image& in) {
   if (in.channels != 2 && in.channels != 4)
-    throw UsageError(cat("[resize] premultiply_alpha: 2 or 4 channels expected, got ", in.channels));
+    throw UsageError(
+        cat("[resize] premultiply_alpha: 2 or 4 channels expected, got ", in.channels));
   io::Image out = in;
   const int ch = in.channels;
   for (size_t i = 0; i < out.pixels.size(); i += ch) {
@@ -299,7 +324,8 @@ io::Image premultiply_alpha(const io::Image& in) {
 
 io::Image unpremultiply_alpha(const io::Image& in) {
   if (in.channels != 2 && in.channels != 4)
-    throw UsageError(cat("[resize] unpremultiply_alpha: 2 or 4 channels expected, got ", in.channels));
+    throw UsageError(
+        cat("[resize] unpremultiply_alpha: 2 or 4 channels expected, got ", in.channels));
   io::Image out = in;
   const int ch = in.channels;
   for (size_t i = 0; i < out.pixels.size(); i += ch) {
@@ -315,7 +341,7 @@ io::Image unpremultiply_alpha(const io::Image& in) {
 
 PilImage pil_resize(const PilImage& in, int width, int height, Resample filter) {
   check_size(width, height, "pil_resize");
-  if (width == in.width() && height == in.height()) return in;  // Image.resize returns a copy
+  if (width == in.width() && height == in.height()) return in;        // Image.resize returns a copy
   if (in.mode == "1" || in.mode == "P") filter = Resample::kNearest;  // Image.resize
   PilImage out;
   out.mode = in.mode;
@@ -352,7 +378,8 @@ PilImage pil_resize(const PilImage& in, int width, int height, Resample filter) 
           const double fx = ax * (x + 0.5);
           const int sx = fx < 0.0 ? -1 : static_cast<int>(fx);
           if (sx >= 0 && sx < in.width())
-            px[static_cast<size_t>(y) * width + x] = in.pixels16[static_cast<size_t>(sy) * in.width() + sx];
+            px[static_cast<size_t>(y) * width + x] =
+                in.pixels16[static_cast<size_t>(sy) * in.width() + sx];
         }
       }
     } else {
@@ -364,14 +391,15 @@ PilImage pil_resize(const PilImage& in, int width, int height, Resample filter) 
       out.image.pixels[i] = out.pixels16[i] > 255 ? 255 : static_cast<uint8_t>(out.pixels16[i]);
     return out;
   }
-  if (in.mode != "L" && in.mode != "LA" && in.mode != "RGB" && in.mode != "RGBA" && in.mode != "CMYK" &&
-      in.mode != "1")
+  if (in.mode != "L" && in.mode != "LA" && in.mode != "RGB" && in.mode != "RGBA" &&
+      in.mode != "CMYK" && in.mode != "1")
     throw UsageError(cat("[resize] pil_resize: unsupported mode '", in.mode, "'"));
   if (filter == Resample::kNearest) {
     out.image = resize_nearest(in.image, width, height);
   } else if (in.mode == "RGBA" || in.mode == "LA") {
     // Image.resize: RGBA -> RGBa, resize, RGBa -> RGBA (LA likewise through La)
-    out.image = unpremultiply_alpha(resample_bands(premultiply_alpha(in.image), width, height, filter));
+    out.image =
+        unpremultiply_alpha(resample_bands(premultiply_alpha(in.image), width, height, filter));
   } else {
     out.image = resample_bands(in.image, width, height, filter);
   }

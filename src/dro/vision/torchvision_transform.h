@@ -28,9 +28,9 @@ std::array<int, 2> torchvision_resize_size(int height, int width, int size);
 std::array<int, 2> torchvision_crop_offsets(int height, int width, int crop_height, int crop_width);
 
 struct TorchvisionTransformResult {
-  torch::Tensor pixel_values;           // [3, size, size] float32
-  std::array<int, 2> resize_hw{};       // after Resize (the input size when already right)
-  std::array<int, 2> crop_top_left{};   // CenterCrop's offsets in the resized image
+  torch::Tensor pixel_values;          // [3, size, size] float32
+  std::array<int, 2> resize_hw{};      // after Resize (the input size when already right)
+  std::array<int, 2> crop_top_left{};  // CenterCrop's offsets in the resized image
 };
 
 // Resize(size, filter) + CenterCrop(size) + convert("RGB") + ToTensor + Normalize(mean, stdev).
