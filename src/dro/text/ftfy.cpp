@@ -44,6 +44,8 @@ struct ByteSet {
 // Indices into kCodecTables.
 constexpr size_t kLatin1 = 0, kSloppyWindows1252 = 1, kWindows1252 = 10;
 constexpr size_t kNumCharmapEncodings = 10;  // chardata.CHARMAP_ENCODINGS
+static_assert(std::size(kEncodingNames) == kNumCharmapEncodings + 1 &&
+              std::size(kCodecTables) == kNumCharmapEncodings + 1);
 // TextFixerConfig.max_decode_length.
 constexpr size_t kMaxDecodeLength = 1000000;
 
