@@ -3,6 +3,8 @@
 // its docstring examples, cases from its test suite, synthetic mojibake and each fixer's edges.
 #include "dro/text/ftfy.h"
 
+#include <cstdio>
+
 #include <gtest/gtest.h>
 
 #include "dro/text/unicode_normalize.h"

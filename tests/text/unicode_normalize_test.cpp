@@ -2,6 +2,8 @@
 // the expected strings below were produced by unicodedata.normalize() / category() / combining().
 #include "dro/text/unicode_normalize.h"
 
+#include <cstdio>
+
 #include <gtest/gtest.h>
 
 namespace dro::text {
