@@ -17,5 +17,6 @@ Action register_bench(CLI::App& app);
 Action register_world(CLI::App& app);
 Action register_demo(CLI::App& app);
 Action register_launch(CLI::App& app);
+Action register_convert(CLI::App& app);
 
 }  // namespace dro::app

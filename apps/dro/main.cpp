@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   add(dro::app::register_world);
   add(dro::app::register_demo);
   add(dro::app::register_launch);
+  add(dro::app::register_convert);
 
   try {
     app.parse(argc, argv);

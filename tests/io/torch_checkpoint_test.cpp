@@ -550,7 +550,10 @@ TEST(TorchCheckpoint, FindsTheStateDict) {
   EXPECT_TRUE(has(msg, "nested.pth") && has(msg, "'optimizer'")) << msg;
   msg = io_error([&] { read_torch_state_dict(path, "ema"); });
   EXPECT_TRUE(has(msg, "'epoch'") && has(msg, "'model'")) << msg;
-  EXPECT_EQ(ComponentWeights::open_file(path, "model").state_dict_key(), "model");
+  const auto w = ComponentWeights::open_file(path, "model");
+  EXPECT_EQ(w.state_dict_key(), "model");
+  EXPECT_EQ(w.skipped(), std::vector<std::string>{"n_averaged"});
+  EXPECT_THROW(ComponentWeights::open_file(dir / "absent.pt"), IoError);
 
   // No tensors anywhere: the error lists the top-level keys.
   Pickle q;

@@ -124,6 +124,7 @@ void ComponentWeights::add_file(const fs::path& p, const std::string& key) {
       loaded_[name] = std::move(l);
     }
     if (!sd.key.empty()) state_dict_key_ = sd.key;
+    skipped_.insert(skipped_.end(), sd.skipped.begin(), sd.skipped.end());
     files_.push_back(nullptr);
   } else {
     if (!key.empty())

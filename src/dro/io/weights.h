@@ -37,6 +37,8 @@ class ComponentWeights {
   const std::string& variant() const { return variant_; }
   // The nested key a PyTorch checkpoint's state dict came from ("" for the top level).
   const std::string& state_dict_key() const { return state_dict_key_; }
+  // Non-tensor entries of PyTorch state dicts that were left out (e.g. "n_averaged").
+  const std::vector<std::string>& skipped() const { return skipped_; }
 
  private:
   void add_file(const std::filesystem::path& path, const std::string& key);
@@ -51,6 +53,7 @@ class ComponentWeights {
   std::map<std::string, Loaded> loaded_;                 // tensors read from PyTorch files
   std::string variant_;
   std::string state_dict_key_;
+  std::vector<std::string> skipped_;
 };
 
 // The file stems diffusers and transformers use (safetensors; the PyTorch files of transformers
