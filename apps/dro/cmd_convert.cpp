@@ -14,8 +14,9 @@ namespace dro::app {
 
 Action register_convert(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "convert", "Write the state dict of a PyTorch checkpoint (.pt/.pth/.bin, read without "
-                 "running any of its code) or of a component folder as one safetensors file");
+      "convert",
+      "Write the state dict of a PyTorch checkpoint (.pt/.pth/.bin, read without "
+      "running any of its code) or of a component folder as one safetensors file");
   struct Opts {
     std::string input;
     std::string out;
@@ -23,12 +24,14 @@ Action register_convert(CLI::App& app) {
     std::string dtype = "keep";
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("input", o->input, "checkpoint file, safetensors file or component folder")->required();
+  cmd->add_option("input", o->input, "checkpoint file, safetensors file or component folder")
+      ->required();
   cmd->add_option("--out", o->out, "safetensors file to write")->required();
   cmd->add_option("--key", o->key,
                   "top-level key holding the state dict (default: the top level, else the first of "
                   "state_dict, model, module, model_state_dict, ema)");
-  cmd->add_option("--dtype", o->dtype, "floating-point tensors as keep|fp32|fp16|bf16 (others keep theirs)")
+  cmd->add_option("--dtype", o->dtype,
+                  "floating-point tensors as keep|fp32|fp16|bf16 (others keep theirs)")
       ->check(CLI::IsMember({"keep", "fp32", "fp16", "bf16"}));
   return [o]() {
     namespace fs = std::filesystem;

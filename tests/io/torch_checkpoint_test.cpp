@@ -27,9 +27,19 @@ void put_le(std::string& b, uint64_t v, int n) {
 // Emits pickle opcodes the way CPython's pickler (protocol 2) spells them.
 struct Pickle {
   std::string b;
-  Pickle& raw(const std::string& s) { b += s; return *this; }
-  Pickle& op(char c) { b += c; return *this; }
-  Pickle& proto(int v) { b += '\x80'; b += static_cast<char>(v); return *this; }
+  Pickle& raw(const std::string& s) {
+    b += s;
+    return *this;
+  }
+  Pickle& op(char c) {
+    b += c;
+    return *this;
+  }
+  Pickle& proto(int v) {
+    b += '\x80';
+    b += static_cast<char>(v);
+    return *this;
+  }
   Pickle& global(const std::string& module, const std::string& name) {
     b += 'c' + module + '\n' + name + '\n';
     return *this;
@@ -59,8 +69,16 @@ struct Pickle {
   Pickle& mark() { return op('('); }
   Pickle& tuple() { return op('t'); }
   Pickle& reduce() { return op('R'); }
-  Pickle& put(int i) { b += 'q'; b += static_cast<char>(i); return *this; }
-  Pickle& get(int i) { b += 'h'; b += static_cast<char>(i); return *this; }
+  Pickle& put(int i) {
+    b += 'q';
+    b += static_cast<char>(i);
+    return *this;
+  }
+  Pickle& get(int i) {
+    b += 'h';
+    b += static_cast<char>(i);
+    return *this;
+  }
   Pickle& ints(const std::vector<int64_t>& v) {
     mark();
     for (auto x : v) integer(x);
@@ -227,7 +245,9 @@ std::string io_error(F&& f) {
   return "";
 }
 
-bool has(const std::string& msg, const std::string& part) { return msg.find(part) != std::string::npos; }
+bool has(const std::string& msg, const std::string& part) {
+  return msg.find(part) != std::string::npos;
+}
 
 // A file holding `pickle` as its data.pkl (no storages); the error of loading it.
 std::string load_error(const TempDir& dir, const std::string& name, const Pickle& p,
@@ -239,12 +259,14 @@ std::string load_error(const TempDir& dir, const std::string& name, const Pickle
 
 // --- the fixtures ------------------------------------------------------------------------------
 
-fs::path scorers() { return test::fixtures() / "scorers"; }
+fs::path scorers() {
+  return test::fixtures() / "scorers";
+}
 
-#define REQUIRE_SCORER_FIXTURES()                                                          \
-  do {                                                                                     \
-    if (!fs::exists(scorers() / "clip-vit-h-14-tiny"))                                     \
-      GTEST_SKIP() << "scorer fixtures not found at " << scorers();                        \
+#define REQUIRE_SCORER_FIXTURES()                                   \
+  do {                                                              \
+    if (!fs::exists(scorers() / "clip-vit-h-14-tiny"))              \
+      GTEST_SKIP() << "scorer fixtures not found at " << scorers(); \
   } while (0)
 
 TEST(TorchCheckpoint, TransformersBinEqualsSafetensors) {
@@ -260,9 +282,11 @@ TEST(TorchCheckpoint, TransformersBinEqualsSafetensors) {
     }
     EXPECT_EQ(t.scalar_type(), it->second.scalar_type()) << name;
     EXPECT_EQ(t.sizes(), it->second.sizes()) << name;
-    EXPECT_TRUE(torch::equal(t, it->second)) << name << ": max diff " << test::max_abs_diff(t, it->second);
+    EXPECT_TRUE(torch::equal(t, it->second))
+        << name << ": max diff " << test::max_abs_diff(t, it->second);
   }
-  for (const auto& [name, t] : st) EXPECT_TRUE(bin.count(name)) << "missing from the .bin: " << name;
+  for (const auto& [name, t] : st)
+    EXPECT_TRUE(bin.count(name)) << "missing from the .bin: " << name;
   // The two position_ids buffers older checkpoints carry (README, loader quirk 5).
   ASSERT_EQ(extra, (std::vector<std::string>{"text_model.embeddings.position_ids",
                                              "vision_model.embeddings.position_ids"}));
@@ -277,7 +301,8 @@ TEST(TorchCheckpoint, TransformersBinEqualsSafetensors) {
 
 TEST(TorchCheckpoint, OpenClipKeysMatchTheHuggingFaceWeights) {
   REQUIRE_SCORER_FIXTURES();
-  const auto oc = torch_state_dict(scorers() / "clip-vit-h-14-tiny" / "open_clip_pytorch_model.bin");
+  const auto oc =
+      torch_state_dict(scorers() / "clip-vit-h-14-tiny" / "open_clip_pytorch_model.bin");
   const auto hf = load_safetensors(scorers() / "clip-vit-h-14-tiny" / "model.safetensors");
   EXPECT_EQ(oc.at("logit_scale").dim(), 0);
   EXPECT_EQ(oc.at("visual.conv1.weight").sizes(), (std::vector<int64_t>{16, 3, 14, 14}));
@@ -313,7 +338,8 @@ TEST(TorchCheckpoint, HpsV2StateDictIsNested) {
   EXPECT_EQ(sd.tensors.at("logit_scale").dim(), 0);
   EXPECT_EQ(sd.tensors.at("visual.proj").sizes(), (std::vector<int64_t>{16, 8}));
   // Same key set as the laion open_clip file (HPSv2 loads it strictly onto that model).
-  const auto laion = torch_state_dict(scorers() / "clip-vit-h-14-tiny" / "open_clip_pytorch_model.bin");
+  const auto laion =
+      torch_state_dict(scorers() / "clip-vit-h-14-tiny" / "open_clip_pytorch_model.bin");
   std::vector<std::string> a, b;
   for (const auto& [k, v] : sd.tensors) a.push_back(k);
   for (const auto& [k, v] : laion) b.push_back(k);
@@ -333,11 +359,12 @@ TEST(TorchCheckpoint, AestheticHeads) {
   ASSERT_EQ(v1.size(), 2u);
   EXPECT_EQ(v1.at("weight").sizes(), (std::vector<int64_t>{1, 768}));
   EXPECT_EQ(v1.at("bias").sizes(), (std::vector<int64_t>{1}));
-  const auto v2 = torch_state_dict(scorers() / "aesthetic-tiny" / "sac+logos+ava1-l14-linearMSE.pth");
+  const auto v2 =
+      torch_state_dict(scorers() / "aesthetic-tiny" / "sac+logos+ava1-l14-linearMSE.pth");
   const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
-      {"layers.0.weight", {16, 768}}, {"layers.0.bias", {16}}, {"layers.2.weight", {8, 16}},
+      {"layers.0.weight", {16, 768}}, {"layers.0.bias", {16}},     {"layers.2.weight", {8, 16}},
       {"layers.2.bias", {8}},         {"layers.4.weight", {8, 8}}, {"layers.4.bias", {8}},
-      {"layers.6.weight", {4, 8}},    {"layers.6.bias", {4}},  {"layers.7.weight", {1, 4}},
+      {"layers.6.weight", {4, 8}},    {"layers.6.bias", {4}},      {"layers.7.weight", {1, 4}},
       {"layers.7.bias", {1}}};
   ASSERT_EQ(v2.size(), shapes.size());
   for (const auto& [name, shape] : shapes) {
@@ -352,8 +379,10 @@ TEST(TorchCheckpoint, ImageRewardPlainStateDict) {
   REQUIRE_SCORER_FIXTURES();
   const auto sd = read_torch_state_dict(scorers() / "imagereward-tiny" / "ImageReward.pt");
   EXPECT_EQ(sd.key, "");
-  EXPECT_EQ(sd.tensors.at("blip.visual_encoder.cls_token").sizes(), (std::vector<int64_t>{1, 1, 16}));
-  EXPECT_EQ(sd.tensors.at("blip.visual_encoder.pos_embed").sizes(), (std::vector<int64_t>{1, 10, 16}));
+  EXPECT_EQ(sd.tensors.at("blip.visual_encoder.cls_token").sizes(),
+            (std::vector<int64_t>{1, 1, 16}));
+  EXPECT_EQ(sd.tensors.at("blip.visual_encoder.pos_embed").sizes(),
+            (std::vector<int64_t>{1, 10, 16}));
   const auto& ids = sd.tensors.at("blip.text_encoder.embeddings.position_ids");
   EXPECT_EQ(ids.scalar_type(), torch::kInt64);
   EXPECT_EQ(ids.sizes(), (std::vector<int64_t>{1, 40}));
@@ -377,10 +406,13 @@ TEST(TorchCheckpoint, ComponentFolderFallsBackToPytorchModelBin) {
   EXPECT_TRUE(w.contains("text_model.embeddings.position_ids"));
   EXPECT_EQ(w.info("text_model.embeddings.position_ids").dtype, "I64");
   EXPECT_EQ(w.info("logit_scale").shape, std::vector<int64_t>{});
-  for (const auto& name : both.names()) EXPECT_TRUE(torch::equal(w.get(name), both.get(name))) << name;
+  for (const auto& name : both.names())
+    EXPECT_TRUE(torch::equal(w.get(name), both.get(name))) << name;
   // A single explicit file of either kind.
   EXPECT_EQ(ComponentWeights::open_file(src / "model.safetensors").names(), both.names());
-  EXPECT_EQ(ComponentWeights::open_file(src / "open_clip_pytorch_model.bin").get("visual.proj").size(0), 16);
+  EXPECT_EQ(
+      ComponentWeights::open_file(src / "open_clip_pytorch_model.bin").get("visual.proj").size(0),
+      16);
 }
 
 // --- archives built here -----------------------------------------------------------------------
@@ -398,7 +430,8 @@ TEST(TorchCheckpoint, EveryStorageDtype) {
       {"FloatStorage", torch::kFloat32, torch::tensor({1.5f, -2.0f, 3.25f})},
       {"DoubleStorage", torch::kFloat64, torch::tensor({1e300, -0.5, 2.0}, torch::kFloat64)},
       {"HalfStorage", torch::kFloat16, torch::tensor({0.5f, -1.0f, 65504.0f}).to(torch::kFloat16)},
-      {"BFloat16Storage", torch::kBFloat16, torch::tensor({1.0f, -3.0f, 1e30f}).to(torch::kBFloat16)},
+      {"BFloat16Storage", torch::kBFloat16,
+       torch::tensor({1.0f, -3.0f, 1e30f}).to(torch::kBFloat16)},
       {"LongStorage", torch::kInt64, torch::tensor({int64_t(1) << 40, int64_t(-7), int64_t(0)})},
       {"IntStorage", torch::kInt32, torch::tensor({1 << 30, -5, 9}, torch::kInt32)},
       {"ShortStorage", torch::kInt16, torch::tensor({-300, 200, 1}, torch::kInt16)},
@@ -411,8 +444,8 @@ TEST(TorchCheckpoint, EveryStorageDtype) {
     const auto& c = cases[i];
     p.str(c.storage).tensor(c.storage, std::to_string(i), 3, 0, {3}, {1});
     const auto t = c.values.contiguous();
-    storages.emplace_back(std::to_string(i),
-                          std::string(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size()));
+    storages.emplace_back(std::to_string(i), std::string(static_cast<const char*>(t.data_ptr()),
+                                                         t.numel() * t.element_size()));
   }
   p.op('u').stop();
   const fs::path path = dir / "dtypes.pt";
@@ -450,7 +483,8 @@ TEST(TorchCheckpoint, OffsetsStridesAndSharedStorages) {
   EXPECT_TRUE(torch::equal(sd.at("expanded"), torch::tensor({0.0f, 1.0f, 2.0f}).expand({2, 3})));
   EXPECT_EQ(sd.at("empty").sizes(), (std::vector<int64_t>{0, 4}));
   // Views of one storage share memory (no copy), as torch.load gives them.
-  EXPECT_EQ(static_cast<float*>(sd.at("mid").data_ptr()), static_cast<float*>(sd.at("a").data_ptr()) + 5);
+  EXPECT_EQ(static_cast<float*>(sd.at("mid").data_ptr()),
+            static_cast<float*>(sd.at("a").data_ptr()) + 5);
   EXPECT_EQ(sd.at("tied").data_ptr(), sd.at("a").data_ptr());
 
   // What `dro convert` does with them: every tensor written on its own, read back equal.
@@ -472,7 +506,9 @@ TEST(TorchCheckpoint, Torch2LayoutZip64AndUnalignedRecords) {
   auto torch2 = [&] {
     Zip z;
     z.add("archive/data.pkl", p.b).add("archive/byteorder", "little");
-    z.add("archive/data/0", bytes).add("archive/version", "3\n").add("archive/.data/serialization_id", "1");
+    z.add("archive/data/0", bytes)
+        .add("archive/version", "3\n")
+        .add("archive/.data/serialization_id", "1");
     return z;
   };
   for (int variant = 0; variant < 4; ++variant) {
@@ -502,16 +538,32 @@ TEST(TorchCheckpoint, RebuildTensorV3AndParameters) {
   p.proto(2).op('}').mark();
   // _rebuild_tensor_v3(UntypedStorage, 0, (2,), (1,), False, OrderedDict(), torch.float16)
   p.str("v3").global("torch._utils", "_rebuild_tensor_v3").mark();
-  p.mark().str("storage").global("torch", "UntypedStorage").str("0").str("cpu").integer(4).tuple().op('Q');
-  p.integer(0).ints({2}).ints({1}).op('\x89').ordered_dict().global("torch", "float16").tuple().reduce();
+  p.mark()
+      .str("storage")
+      .global("torch", "UntypedStorage")
+      .str("0")
+      .str("cpu")
+      .integer(4)
+      .tuple()
+      .op('Q');
+  p.integer(0)
+      .ints({2})
+      .ints({1})
+      .op('\x89')
+      .ordered_dict()
+      .global("torch", "float16")
+      .tuple()
+      .reduce();
   // _rebuild_parameter(tensor, True, OrderedDict())
   p.str("param").global("torch._utils", "_rebuild_parameter").mark();
   p.tensor("FloatStorage", "1", 1, 0, {1}, {1}).op('\x88').ordered_dict().tuple().reduce();
   p.op('u').stop();
   const auto halves = torch::tensor({1.5f, -2.0f}).to(torch::kFloat16);
   const fs::path path = dir / "v3.pt";
-  write_bytes(path, checkpoint("v3", p, {{"0", std::string(static_cast<const char*>(halves.data_ptr()), 4)},
-                                         {"1", floats(1, 9.0f)}}).bytes());
+  write_bytes(path, checkpoint("v3", p,
+                               {{"0", std::string(static_cast<const char*>(halves.data_ptr()), 4)},
+                                {"1", floats(1, 9.0f)}})
+                        .bytes());
   const auto sd = torch_state_dict(path);
   EXPECT_TRUE(torch::equal(sd.at("v3"), halves));
   EXPECT_EQ(sd.at("param").item<float>(), 9.0f);
@@ -519,8 +571,22 @@ TEST(TorchCheckpoint, RebuildTensorV3AndParameters) {
   // A dtype this LibTorch cannot hold is refused by name.
   Pickle u;
   u.proto(2).op('}').str("x").global("torch._utils", "_rebuild_tensor_v3").mark();
-  u.mark().str("storage").global("torch", "UntypedStorage").str("0").str("cpu").integer(4).tuple().op('Q');
-  u.integer(0).ints({2}).ints({1}).op('\x89').ordered_dict().global("torch", "uint16").tuple().reduce();
+  u.mark()
+      .str("storage")
+      .global("torch", "UntypedStorage")
+      .str("0")
+      .str("cpu")
+      .integer(4)
+      .tuple()
+      .op('Q');
+  u.integer(0)
+      .ints({2})
+      .ints({1})
+      .op('\x89')
+      .ordered_dict()
+      .global("torch", "uint16")
+      .tuple()
+      .reduce();
   u.op('s').stop();
   const std::string msg = load_error(dir, "u16.pt", u, {{"0", "abcd"}});
   EXPECT_TRUE(has(msg, "u16.pt") && has(msg, "torch.uint16")) << msg;
@@ -529,7 +595,8 @@ TEST(TorchCheckpoint, RebuildTensorV3AndParameters) {
 TEST(TorchCheckpoint, FindsTheStateDict) {
   TempDir dir;
   auto write = [&](const std::string& name, Pickle& p) {
-    write_bytes(dir / name, checkpoint(fs::path(name).stem().string(), p, {{"0", floats(2)}}).bytes());
+    write_bytes(dir / name,
+                checkpoint(fs::path(name).stem().string(), p, {{"0", floats(2)}}).bytes());
     return dir / name;
   };
   // {'epoch': 3, 'optimizer': {}, 'model': OrderedDict(w=..., _metadata-like int)} with torch's
@@ -538,7 +605,17 @@ TEST(TorchCheckpoint, FindsTheStateDict) {
   p.proto(2).op('}').mark().str("epoch").integer(3).str("optimizer").op('}');
   p.str("model").ordered_dict().mark().str("w").tensor("FloatStorage", "0", 2, 0, {2}, {1});
   p.str("n_averaged").integer(5).op('u');
-  p.op('}').str("_metadata").ordered_dict().str("").op('}').str("version").integer(1).op('s').op('s').op('s').op('b');
+  p.op('}')
+      .str("_metadata")
+      .ordered_dict()
+      .str("")
+      .op('}')
+      .str("version")
+      .integer(1)
+      .op('s')
+      .op('s')
+      .op('s')
+      .op('b');
   p.op('u').stop();
   const auto path = write("nested.pth", p);
   const auto sd = read_torch_state_dict(path);
@@ -559,22 +636,31 @@ TEST(TorchCheckpoint, FindsTheStateDict) {
   Pickle q;
   q.proto(2).op('}').mark().str("epoch").integer(3).str("args").op('}').op('u').stop();
   msg = io_error([&] { read_torch_state_dict(write("nothing.pt", q)); });
-  EXPECT_TRUE(has(msg, "nothing.pt") && has(msg, "'epoch' (int)") && has(msg, "'args' (dict)")) << msg;
+  EXPECT_TRUE(has(msg, "nothing.pt") && has(msg, "'epoch' (int)") && has(msg, "'args' (dict)"))
+      << msg;
 }
 
 TEST(TorchCheckpoint, ShardedPytorchFolder) {
   TempDir dir;
   auto shard = [&](const std::string& name, const std::string& key, float start) {
     Pickle p;
-    p.proto(2).ordered_dict().mark().str(key).tensor("FloatStorage", "0", 3, 0, {3}, {1}).op('u').stop();
-    write_bytes(dir / name, checkpoint(fs::path(name).stem().string(), p, {{"0", floats(3, start)}}).bytes());
+    p.proto(2)
+        .ordered_dict()
+        .mark()
+        .str(key)
+        .tensor("FloatStorage", "0", 3, 0, {3}, {1})
+        .op('u')
+        .stop();
+    write_bytes(dir / name,
+                checkpoint(fs::path(name).stem().string(), p, {{"0", floats(3, start)}}).bytes());
   };
   shard("pytorch_model-00001-of-00002.bin", "a", 0.0f);
   shard("pytorch_model-00002-of-00002.bin", "b", 10.0f);
   write_json(dir / "pytorch_model.bin.index.json",
              OrderedJson{{"metadata", {{"total_size", 24}}},
-                         {"weight_map", {{"a", "pytorch_model-00001-of-00002.bin"},
-                                         {"b", "pytorch_model-00002-of-00002.bin"}}}});
+                         {"weight_map",
+                          {{"a", "pytorch_model-00001-of-00002.bin"},
+                           {"b", "pytorch_model-00002-of-00002.bin"}}}});
   const auto w = ComponentWeights::open(dir.path());
   EXPECT_EQ(w.files().size(), 2u);
   EXPECT_EQ(w.names(), (std::vector<std::string>{"a", "b"}));
@@ -584,34 +670,136 @@ TEST(TorchCheckpoint, ShardedPytorchFolder) {
   // A diffusers-named single file in a folder of its own.
   TempDir unet;
   Pickle p;
-  p.proto(2).ordered_dict().mark().str("conv_in.weight").tensor("HalfStorage", "0", 2, 0, {2}, {1}).op('u').stop();
+  p.proto(2)
+      .ordered_dict()
+      .mark()
+      .str("conv_in.weight")
+      .tensor("HalfStorage", "0", 2, 0, {2}, {1})
+      .op('u')
+      .stop();
   write_bytes(unet / "diffusion_pytorch_model.bin",
-              checkpoint("diffusion_pytorch_model", p, {{"0", std::string("\x00\x3c\x00\xc0", 4)}}).bytes());
+              checkpoint("diffusion_pytorch_model", p, {{"0", std::string("\x00\x3c\x00\xc0", 4)}})
+                  .bytes());
   const auto u = ComponentWeights::open(unet.path());
-  EXPECT_TRUE(torch::equal(u.get("conv_in.weight"), torch::tensor({1.0f, -2.0f}).to(torch::kFloat16)));
+  EXPECT_TRUE(
+      torch::equal(u.get("conv_in.weight"), torch::tensor({1.0f, -2.0f}).to(torch::kFloat16)));
 }
 
 TEST(TorchCheckpoint, PlainValuesOfEveryProtocol) {
   // Protocol 4: FRAME, MEMOIZE, STACK_GLOBAL, SHORT_BINUNICODE, as Python writes it.
   Pickle p;
   p.proto(4).raw("\x95").raw(std::string(8, '\0'));  // an (advisory) frame length
-  p.raw("\x8c\x0b" "collections").op('\x94').raw("\x8c\x0b" "OrderedDict").op('\x94').op('\x93').op(')').reduce();
+  p.raw(
+       "\x8c\x0b"
+       "collections")
+      .op('\x94')
+      .raw(
+          "\x8c\x0b"
+          "OrderedDict")
+      .op('\x94')
+      .op('\x93')
+      .op(')')
+      .reduce();
   p.op('\x94').mark();
-  p.raw("\x8c\x01" "i").raw("J").raw(std::string("\xfe\xff\xff\xff", 4));  // BININT -2
-  p.raw("\x8c\x01" "l").raw("\x8a\x08").raw(std::string("\x00\x00\x00\x00\x00\x00\x00\x80", 8));  // LONG1 -2^63
-  p.raw("\x8c\x01" "L").raw("\x8a\x0a").raw(std::string("\xfe\xff\xff\xff\xff\xff\xff\xff\xff\xff", 10));  // -2, sign-extended
-  p.raw("\x8c\x01" "t").raw("I123456789012\n");
-  p.raw("\x8c\x01" "f").raw("G").raw(std::string("\x3f\xf8\x00\x00\x00\x00\x00\x00", 8));  // 1.5
-  p.raw("\x8c\x01" "g").raw("F-0.25\n");
-  p.raw("\x8c\x01" "b").raw("C\x03" "abc");
-  p.raw("\x8c\x01" "e").global("_codecs", "encode").str("\xc3\xbf" "A").str("latin1").raw("\x86").reduce();
-  p.raw("\x8c\x01" "z").global("__builtin__", "bytes").op(')').reduce();
-  p.raw("\x8c\x01" "s").global("__builtin__", "set").op(']').mark().integer(1).integer(2).op('e').raw("\x85").reduce();
-  p.raw("\x8c\x01" "n").op('N').raw("\x8c\x01" "T").op('\x88');
-  p.raw("\x8c\x01" "u").raw("V\\u00e9t\\u00e9\n");
-  p.raw("\x8c\x01" "d").op('}').integer(7).str("seven").op('s');
-  p.raw("\x8c\x01" "x").mark().integer(1).op(']').integer(2).op('a').tuple();
-  p.raw("\x8c\x01" "S").global("torch", "Size").mark().integer(3).integer(4).tuple().raw("\x85").reduce();
+  p.raw(
+       "\x8c\x01"
+       "i")
+      .raw("J")
+      .raw(std::string("\xfe\xff\xff\xff", 4));  // BININT -2
+  p.raw(
+       "\x8c\x01"
+       "l")
+      .raw("\x8a\x08")
+      .raw(std::string("\x00\x00\x00\x00\x00\x00\x00\x80", 8));  // LONG1 -2^63
+  p.raw(
+       "\x8c\x01"
+       "L")
+      .raw("\x8a\x0a")
+      .raw(std::string("\xfe\xff\xff\xff\xff\xff\xff\xff\xff\xff", 10));  // -2, sign-extended
+  p.raw(
+       "\x8c\x01"
+       "t")
+      .raw("I123456789012\n");
+  p.raw(
+       "\x8c\x01"
+       "f")
+      .raw("G")
+      .raw(std::string("\x3f\xf8\x00\x00\x00\x00\x00\x00", 8));  // 1.5
+  p.raw(
+       "\x8c\x01"
+       "g")
+      .raw("F-0.25\n");
+  p.raw(
+       "\x8c\x01"
+       "b")
+      .raw(
+          "C\x03"
+          "abc");
+  p.raw(
+       "\x8c\x01"
+       "e")
+      .global("_codecs", "encode")
+      .str(
+          "\xc3\xbf"
+          "A")
+      .str("latin1")
+      .raw("\x86")
+      .reduce();
+  p.raw(
+       "\x8c\x01"
+       "z")
+      .global("__builtin__", "bytes")
+      .op(')')
+      .reduce();
+  p.raw(
+       "\x8c\x01"
+       "s")
+      .global("__builtin__", "set")
+      .op(']')
+      .mark()
+      .integer(1)
+      .integer(2)
+      .op('e')
+      .raw("\x85")
+      .reduce();
+  p.raw(
+       "\x8c\x01"
+       "n")
+      .op('N')
+      .raw(
+          "\x8c\x01"
+          "T")
+      .op('\x88');
+  p.raw(
+       "\x8c\x01"
+       "u")
+      .raw("V\\u00e9t\\u00e9\n");
+  p.raw(
+       "\x8c\x01"
+       "d")
+      .op('}')
+      .integer(7)
+      .str("seven")
+      .op('s');
+  p.raw(
+       "\x8c\x01"
+       "x")
+      .mark()
+      .integer(1)
+      .op(']')
+      .integer(2)
+      .op('a')
+      .tuple();
+  p.raw(
+       "\x8c\x01"
+       "S")
+      .global("torch", "Size")
+      .mark()
+      .integer(3)
+      .integer(4)
+      .tuple()
+      .raw("\x85")
+      .reduce();
   p.op('u').stop();
   const CheckpointValue v = unpickle_restricted(p.b, "values.pkl");
   using K = CheckpointValue::Kind;
@@ -624,7 +812,9 @@ TEST(TorchCheckpoint, PlainValuesOfEveryProtocol) {
   EXPECT_EQ(v.find("g")->as_float(), -0.25);
   EXPECT_TRUE(v.find("b")->is(K::Bytes));
   EXPECT_EQ(v.find("b")->as_string(), "abc");
-  EXPECT_EQ(v.find("e")->as_string(), "\xff" "A");
+  EXPECT_EQ(v.find("e")->as_string(),
+            "\xff"
+            "A");
   EXPECT_EQ(v.find("z")->as_string(), "");
   ASSERT_TRUE(v.find("s")->is(K::List));
   EXPECT_EQ(v.find("s")->items().size(), 2u);
@@ -649,10 +839,22 @@ TEST(TorchCheckpoint, RefusesCodeGlobalsByName) {
   sys.proto(2).global("os", "system").str("echo pwned").raw("\x85").reduce().stop();
   std::string msg = load_error(dir, "evil.pt", sys);
   EXPECT_TRUE(has(msg, "evil.pt") && has(msg, "refuses to load global 'os.system'") &&
-              has(msg, "nothing in the file is executed")) << msg;
+              has(msg, "nothing in the file is executed"))
+      << msg;
 
   Pickle eval;  // protocol 4 spelling
-  eval.proto(4).raw("\x8c\x08" "builtins").raw("\x8c\x04" "eval").op('\x93').str("1+1").raw("\x85").reduce().stop();
+  eval.proto(4)
+      .raw(
+          "\x8c\x08"
+          "builtins")
+      .raw(
+          "\x8c\x04"
+          "eval")
+      .op('\x93')
+      .str("1+1")
+      .raw("\x85")
+      .reduce()
+      .stop();
   msg = load_error(dir, "eval.pt", eval);
   EXPECT_TRUE(has(msg, "eval.pt") && has(msg, "'builtins.eval'")) << msg;
 
@@ -687,11 +889,17 @@ TEST(TorchCheckpoint, RefusesTensorsOutsideTheirStorage) {
   auto one = [&](const std::string& name, int64_t numel, int64_t offset, std::vector<int64_t> size,
                  std::vector<int64_t> stride, const std::string& bytes) {
     Pickle p;
-    p.proto(2).op('}').str("w").tensor("FloatStorage", "0", numel, offset, size, stride).op('s').stop();
+    p.proto(2)
+        .op('}')
+        .str("w")
+        .tensor("FloatStorage", "0", numel, offset, size, stride)
+        .op('s')
+        .stop();
     return load_error(dir, name, p, {{"0", bytes}});
   };
   std::string msg = one("range.pt", 4, 2, {3}, {1}, floats(4));
-  EXPECT_TRUE(has(msg, "range.pt") && has(msg, "reaches element 4") && has(msg, "4 elements")) << msg;
+  EXPECT_TRUE(has(msg, "range.pt") && has(msg, "reaches element 4") && has(msg, "4 elements"))
+      << msg;
   msg = one("stride.pt", 4, 0, {2, 2}, {4, 1}, floats(4));
   EXPECT_TRUE(has(msg, "reaches element 5")) << msg;
   msg = one("negative.pt", 4, 0, {2}, {-1}, floats(4));
@@ -725,22 +933,36 @@ TEST(TorchCheckpoint, MalformedPicklesGiveErrorsNotCrashes) {
       {"\x80\x02\xff"s, "unknown opcode 0xff"},
       {"\x80\x02h\x05."s, "memo has no entry 5"},
       {"\x80\x02K\x01"s, "without STOP"},
-      {"\x80\x02X\x10\x00\x00\x00" "abc"s, "runs past the end"},
+      {"\x80\x02X\x10\x00\x00\x00"
+       "abc"s,
+       "runs past the end"},
       {"\x80\x02\x8d\xff\xff\xff\xff\xff\xff\xff\x7f"s, "runs past the end"},
       {"\x80\x02\x8b\xff\xff\xff\x7f"s, "runs past the end"},
-      {"\x80\x02\x8a\x09" "123456789."s, "does not fit in 64 bits"},
+      {"\x80\x02\x8a\x09"
+       "123456789."s,
+       "does not fit in 64 bits"},
       {"\x80\x02."s, "stack underflow"},
       {"\x80\x02}K\x01s."s, "stack underflow"},
       {"\x80\x02]K\x01K\x02s."s, "needs a dict"},
-      {"\x80\x02(K\x01" "d."s, "odd number"},
+      {"\x80\x02(K\x01"
+       "d."s,
+       "odd number"},
       {"\x80\x02}(]K\x01u."s, "dict key of type list"},
-      {"\x80\x02]q\x00h\x00" "a."s, "holds itself"},
-      {"\x80\x02]q\x00h\x00\x85K\x01h\x00K\x02" "a."s, "already placed"},  // fills a list already inside a tuple
+      {"\x80\x02]q\x00h\x00"
+       "a."s,
+       "holds itself"},
+      {"\x80\x02]q\x00h\x00\x85K\x01h\x00K\x02"
+       "a."s,
+       "already placed"},  // fills a list already inside a tuple
       {"\x80\x09."s, "protocol 9"},
       {"\x80\x02\x82\x01."s, "extension registry"},
-      {"\x80\x02K\x01" "b."s, "stack underflow"},
+      {"\x80\x02K\x01"
+       "b."s,
+       "stack underflow"},
       {"\x80\x02]Nb."s, "BUILD"},
-      {"\x80\x02" "ccollections\nOrderedDict\n(K\x01t\x81."s, "list of pairs"},
+      {"\x80\x02"
+       "ccollections\nOrderedDict\n(K\x01t\x81."s,
+       "list of pairs"},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto& [bytes, expected] = cases[i];
@@ -751,7 +973,12 @@ TEST(TorchCheckpoint, MalformedPicklesGiveErrorsNotCrashes) {
     EXPECT_TRUE(has(msg, name)) << i << ": " << msg;
     EXPECT_TRUE(has(msg, expected)) << i << ": expected '" << expected << "' in: " << msg;
   }
-  EXPECT_TRUE(has(io_error([] { unpickle_restricted("\x80\x02]q\x00h\x00\x85K\x01h\x00K\x02" "a."s, "x"); }),
+  EXPECT_TRUE(has(io_error([] {
+                    unpickle_restricted(
+                        "\x80\x02]q\x00h\x00\x85K\x01h\x00K\x02"
+                        "a."s,
+                        "x");
+                  }),
                   "already placed in another container"));
 }
 
@@ -785,13 +1012,20 @@ TEST(TorchCheckpoint, NestingBombsAreRefused) {
 TEST(TorchCheckpoint, BrokenArchives) {
   TempDir dir;
   Pickle p;
-  p.proto(2).ordered_dict().mark().str("w").tensor("FloatStorage", "0", 256, 0, {256}, {1}).op('u').stop();
+  p.proto(2)
+      .ordered_dict()
+      .mark()
+      .str("w")
+      .tensor("FloatStorage", "0", 256, 0, {256}, {1})
+      .op('u')
+      .stop();
   const std::string good = checkpoint("model", p, {{"0", floats(256)}}).bytes();
   write_bytes(dir / "good.pt", good);
   ASSERT_EQ(torch_state_dict(dir / "good.pt").at("w").size(0), 256);
 
   // Cut short anywhere: an IoError that suggests a truncated download, never a crash.
-  for (size_t cut : {good.size() - 1, good.size() - 30, good.size() / 2, size_t(100), size_t(10), size_t(0)}) {
+  for (size_t cut :
+       {good.size() - 1, good.size() - 30, good.size() / 2, size_t(100), size_t(10), size_t(0)}) {
     const fs::path path = dir / cat("cut", cut, ".pt");
     write_bytes(path, good.substr(0, cut));
     const std::string msg = io_error([&] { load_torch_checkpoint(path); });
@@ -822,12 +1056,16 @@ TEST(TorchCheckpoint, BrokenArchives) {
   EXPECT_TRUE(has(io_error([&] { load_torch_checkpoint(dir / "crc.pt"); }), "CRC"));
 
   // The legacy format is a bare pickle stream starting with the protocol opcode.
-  write_bytes(dir / "legacy.pt", std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15));
+  write_bytes(dir / "legacy.pt",
+              std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15));
   msg = io_error([&] { load_torch_checkpoint(dir / "legacy.pt"); });
-  EXPECT_TRUE(has(msg, "legacy.pt") && has(msg, "legacy PyTorch format") && has(msg, "re-save")) << msg;
+  EXPECT_TRUE(has(msg, "legacy.pt") && has(msg, "legacy PyTorch format") && has(msg, "re-save"))
+      << msg;
 
   Zip script;
-  script.add("m/data.pkl", p.b).add("m/constants.pkl", "\x80\x02).").add("m/code/__torch__/m.py", "");
+  script.add("m/data.pkl", p.b)
+      .add("m/constants.pkl", "\x80\x02).")
+      .add("m/code/__torch__/m.py", "");
   write_bytes(dir / "script.pt", script.bytes());
   EXPECT_TRUE(has(io_error([&] { load_torch_checkpoint(dir / "script.pt"); }), "TorchScript"));
 

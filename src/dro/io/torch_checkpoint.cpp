@@ -28,10 +28,10 @@ namespace {
 struct StorageBytes {
   std::string key;
   uint8_t* data = nullptr;
-  uint64_t nbytes = 0;          // as declared by the pickle (the record may hold more)
+  uint64_t nbytes = 0;  // as declared by the pickle (the record may hold more)
   torch::Dtype dtype = torch::kUInt8;
-  bool untyped = false;         // torch.UntypedStorage: numel counts bytes
-  std::shared_ptr<void> keep;   // the mapping
+  bool untyped = false;                // torch.UntypedStorage: numel counts bytes
+  std::shared_ptr<void> keep;          // the mapping
   std::map<int, torch::Tensor> views;  // 1-D view per dtype, made once so tied tensors share it
 };
 
@@ -44,8 +44,8 @@ struct CheckpointValue::Node {
   std::vector<CheckpointValue> items;     // List, Tuple
   std::vector<std::pair<CheckpointKey, CheckpointValue>> entries;  // Dict
   std::map<CheckpointKey, size_t> index;  // Dict: key -> position in entries
-  bool sealed = false;  // placed inside another container: no longer modified
-  int depth = 0;        // nesting below this container
+  bool sealed = false;                    // placed inside another container: no longer modified
+  int depth = 0;                          // nesting below this container
 };
 
 // Construction and mutation of values, for the unpickler only.
@@ -106,17 +106,28 @@ CheckpointValue CheckpointValue::tensor(torch::Tensor t) {
 
 const char* CheckpointValue::kind_name() const {
   switch (kind_) {
-    case Kind::None: return "None";
-    case Kind::Bool: return "bool";
-    case Kind::Int: return "int";
-    case Kind::Float: return "float";
-    case Kind::String: return "str";
-    case Kind::Bytes: return "bytes";
-    case Kind::Tensor: return node_ && node_->storage ? "storage" : "tensor";
-    case Kind::List: return "list";
-    case Kind::Tuple: return "tuple";
-    case Kind::Dict: return "dict";
-    case Kind::Global: return "global";
+    case Kind::None:
+      return "None";
+    case Kind::Bool:
+      return "bool";
+    case Kind::Int:
+      return "int";
+    case Kind::Float:
+      return "float";
+    case Kind::String:
+      return "str";
+    case Kind::Bytes:
+      return "bytes";
+    case Kind::Tensor:
+      return node_ && node_->storage ? "storage" : "tensor";
+    case Kind::List:
+      return "list";
+    case Kind::Tuple:
+      return "tuple";
+    case Kind::Dict:
+      return "dict";
+    case Kind::Global:
+      return "global";
   }
   return "?";
 }
@@ -180,7 +191,7 @@ enum class Callee {
   OrderedDict,
   RebuildTensor,     // torch._utils._rebuild_tensor(storage, offset, size, stride)
   RebuildTensorV2,   // (storage, offset, size, stride, requires_grad, hooks[, metadata])
-  RebuildTensorV3,   // (..., hooks, dtype[, metadata]): torch >= 2.1 for dtypes without a storage class
+  RebuildTensorV3,   // (..., hooks, dtype[, metadata]): torch 2 dtypes without a storage class
   RebuildParameter,  // (data, requires_grad, hooks[, state])
   Set,               // set / frozenset: read as a list
   Bytes,             // bytes(): how protocol 2 writes b''
@@ -192,7 +203,8 @@ enum class Callee {
 
 struct AllowedGlobal {
   Callee callee;
-  std::optional<torch::Dtype> dtype;  // StorageType (none: untyped) and Dtype (none: LibTorch lacks it)
+  // StorageType: its element type (none: untyped); Dtype: the type (none: LibTorch lacks it).
+  std::optional<torch::Dtype> dtype;
 };
 
 const std::map<std::string, AllowedGlobal>& allowed_globals() {
@@ -218,13 +230,14 @@ const std::map<std::string, AllowedGlobal>& allowed_globals() {
         {"ShortStorage", torch::kInt16},   {"CharStorage", torch::kInt8},
         {"ByteStorage", torch::kUInt8},    {"BoolStorage", torch::kBool},
     };
-    for (const auto& [name, dtype] : storages) t[cat("torch.", name)] = {Callee::StorageType, dtype};
+    for (const auto& [name, dtype] : storages)
+      t[cat("torch.", name)] = {Callee::StorageType, dtype};
     t["torch.UntypedStorage"] = {Callee::StorageType, std::nullopt};
     t["torch.storage.UntypedStorage"] = {Callee::StorageType, std::nullopt};
     const std::pair<const char*, torch::Dtype> dtypes[] = {
-        {"float32", torch::kFloat32}, {"float64", torch::kFloat64}, {"float16", torch::kFloat16},
-        {"bfloat16", torch::kBFloat16}, {"int64", torch::kInt64},   {"int32", torch::kInt32},
-        {"int16", torch::kInt16},       {"int8", torch::kInt8},     {"uint8", torch::kUInt8},
+        {"float32", torch::kFloat32},   {"float64", torch::kFloat64}, {"float16", torch::kFloat16},
+        {"bfloat16", torch::kBFloat16}, {"int64", torch::kInt64},     {"int32", torch::kInt32},
+        {"int16", torch::kInt16},       {"int8", torch::kInt8},       {"uint8", torch::kUInt8},
         {"bool", torch::kBool},
     };
     for (const auto& [name, dtype] : dtypes) t[cat("torch.", name)] = {Callee::Dtype, dtype};
@@ -237,7 +250,9 @@ const std::map<std::string, AllowedGlobal>& allowed_globals() {
   return table;
 }
 
-size_t dtype_size(torch::Dtype dtype) { return c10::elementSize(dtype); }
+size_t dtype_size(torch::Dtype dtype) {
+  return c10::elementSize(dtype);
+}
 
 // --- the restricted pickle machine -------------------------------------------------------------
 
@@ -253,7 +268,10 @@ using PersistentLoad = std::function<CheckpointValue(const CheckpointValue& pid)
 class Unpickler {
  public:
   Unpickler(std::string_view data, std::string where, PersistentLoad persistent, CopyBudget* budget)
-      : data_(data), where_(std::move(where)), persistent_(std::move(persistent)), budget_(budget) {}
+      : data_(data),
+        where_(std::move(where)),
+        persistent_(std::move(persistent)),
+        budget_(budget) {}
 
   CheckpointValue run();
 
@@ -414,7 +432,8 @@ class Unpickler {
     }
     uint64_t v = 0;
     for (size_t i = b.size(); i-- > 0;) v = (v << 8) | static_cast<uint8_t>(b[i]);
-    if (b.size() < 8 && (static_cast<uint8_t>(b.back()) & 0x80)) v |= ~uint64_t(0) << (8 * b.size());
+    if (b.size() < 8 && (static_cast<uint8_t>(b.back()) & 0x80))
+      v |= ~uint64_t(0) << (8 * b.size());
     return static_cast<int64_t>(v);
   }
   std::string raw_unicode_escape(std::string_view in);
@@ -479,7 +498,8 @@ std::vector<int64_t> Unpickler::int_list(const CheckpointValue& v, const char* w
     fail(cat("tensor ", what, " must be a tuple of ints, found a ", v.kind_name()));
   std::vector<int64_t> out;
   for (const auto& item : v.items()) {
-    if (!item.is(Kind::Int)) fail(cat("tensor ", what, " holds a ", item.kind_name(), ", not an int"));
+    if (!item.is(Kind::Int))
+      fail(cat("tensor ", what, " holds a ", item.kind_name(), ", not an int"));
     out.push_back(item.as_int());
   }
   return out;
@@ -514,7 +534,8 @@ torch::Tensor storage_view(StorageBytes& s, torch::Dtype dtype, CopyBudget* budg
     std::memcpy(t.data_ptr(), s.data, s.nbytes);
   } else {
     auto keep = s.keep;
-    t = torch::from_blob(s.data, {numel}, [keep](void*) {}, opts);
+    t = torch::from_blob(
+        s.data, {numel}, [keep](void*) {}, opts);
   }
   s.views.emplace(static_cast<int>(dtype), t);
   return t;
@@ -527,7 +548,8 @@ CheckpointValue Unpickler::rebuild_tensor(const std::vector<CheckpointValue>& a,
   Node* sn = storage.is(Kind::Tensor) ? CheckpointNodeAccess::node(storage) : nullptr;
   if (!sn || !sn->storage) fail(cat(fn, " expects a storage first, found a ", storage.kind_name()));
   StorageBytes& s = *sn->storage;
-  if (!a[1].is(Kind::Int)) fail(cat(fn, ": storage offset must be an int, found a ", a[1].kind_name()));
+  if (!a[1].is(Kind::Int))
+    fail(cat(fn, ": storage offset must be an int, found a ", a[1].kind_name()));
   const int64_t offset = a[1].as_int();
   const std::vector<int64_t> size = int_list(a[2], "size");
   const std::vector<int64_t> stride = int_list(a[3], "stride");
@@ -541,8 +563,7 @@ CheckpointValue Unpickler::rebuild_tensor(const std::vector<CheckpointValue>& a,
     return cat("size ", dims(size), ", stride ", dims(stride), ", offset ", offset);
   };
   const auto where = [&] { return cat("tensor on storage '", s.key, "' (", shape_text(), ")"); };
-  if (size.size() != stride.size())
-    fail(cat(where(), ": size and stride have different lengths"));
+  if (size.size() != stride.size()) fail(cat(where(), ": size and stride have different lengths"));
   if (size.size() > 64) fail(cat(where(), ": more than 64 dimensions"));
   if (offset < 0) fail(cat(where(), ": negative storage offset"));
   torch::Tensor base = storage_view(s, dt, budget_, [this](const std::string& m) { fail(m); });
@@ -583,7 +604,8 @@ CheckpointValue Unpickler::rebuild_tensor(const std::vector<CheckpointValue>& a,
 CheckpointValue Unpickler::call(const CheckpointValue& fn, const CheckpointValue& args) {
   const AllowedGlobal& g = callee_of(fn, "REDUCE");
   const std::string& name = fn.as_string();
-  if (!args.is(Kind::Tuple)) fail(cat("REDUCE arguments must be a tuple, found a ", args.kind_name()));
+  if (!args.is(Kind::Tuple))
+    fail(cat("REDUCE arguments must be a tuple, found a ", args.kind_name()));
   const auto& a = args.items();
   auto want = [&](size_t lo, size_t hi) {
     if (a.size() < lo || a.size() > hi)
@@ -691,26 +713,47 @@ CheckpointValue Unpickler::run() {
       }
       case 0x95: {  // FRAME: framing is advisory; check the length and read on
         const uint64_t n = read_le(8);
-        if (n > data_.size() - pos_) fail(cat("FRAME of ", n, " bytes runs past the end (truncated?)"));
+        if (n > data_.size() - pos_)
+          fail(cat("FRAME of ", n, " bytes runs past the end (truncated?)"));
         break;
       }
       case '.': {  // STOP
         CheckpointValue v = pop();
         return v;
       }
-      case '(': marks_.push_back(stack_.size()); break;  // MARK
+      case '(':
+        marks_.push_back(stack_.size());
+        break;   // MARK
       case '0':  // POP
-        if (stack_.size() > base()) stack_.pop_back();
-        else pop_mark();
+        if (stack_.size() > base())
+          stack_.pop_back();
+        else
+          pop_mark();
         break;
-      case '1': pop_mark(); break;  // POP_MARK
-      case '2': push(top()); break;  // DUP
-      case 'N': push(CheckpointValue()); break;
-      case 0x88: push(CheckpointValue::boolean(true)); break;   // NEWTRUE
-      case 0x89: push(CheckpointValue::boolean(false)); break;  // NEWFALSE
-      case 'J': push(CheckpointValue::integer(static_cast<int32_t>(read_le(4)))); break;  // BININT
-      case 'K': push(CheckpointValue::integer(static_cast<int64_t>(read_le(1)))); break;  // BININT1
-      case 'M': push(CheckpointValue::integer(static_cast<int64_t>(read_le(2)))); break;  // BININT2
+      case '1':
+        pop_mark();
+        break;  // POP_MARK
+      case '2':
+        push(top());
+        break;  // DUP
+      case 'N':
+        push(CheckpointValue());
+        break;
+      case 0x88:
+        push(CheckpointValue::boolean(true));
+        break;  // NEWTRUE
+      case 0x89:
+        push(CheckpointValue::boolean(false));
+        break;  // NEWFALSE
+      case 'J':
+        push(CheckpointValue::integer(static_cast<int32_t>(read_le(4))));
+        break;  // BININT
+      case 'K':
+        push(CheckpointValue::integer(static_cast<int64_t>(read_le(1))));
+        break;  // BININT1
+      case 'M':
+        push(CheckpointValue::integer(static_cast<int64_t>(read_le(2))));
+        break;      // BININT2
       case 0x8a: {  // LONG1
         const auto n = read_le(1);
         push(CheckpointValue::integer(long_bytes(read_sized(n, "LONG1"))));
@@ -724,9 +767,12 @@ CheckpointValue Unpickler::run() {
       }
       case 'I': {  // INT (text); I01 / I00 are True / False
         const auto line = read_line();
-        if (line == "01") push(CheckpointValue::boolean(true));
-        else if (line == "00") push(CheckpointValue::boolean(false));
-        else push(CheckpointValue::integer(parse_int(line, "INT")));
+        if (line == "01")
+          push(CheckpointValue::boolean(true));
+        else if (line == "00")
+          push(CheckpointValue::boolean(false));
+        else
+          push(CheckpointValue::integer(parse_int(line, "INT")));
         break;
       }
       case 'L': {  // LONG (text)
@@ -748,39 +794,74 @@ CheckpointValue Unpickler::run() {
         const auto line = read_line();
         double d = 0;
         const auto r = std::from_chars(line.data(), line.data() + line.size(), d);
-        if (r.ec != std::errc() || r.ptr != line.data() + line.size()) fail("FLOAT is not a number");
+        if (r.ec != std::errc() || r.ptr != line.data() + line.size())
+          fail("FLOAT is not a number");
         push(CheckpointValue::real(d));
         break;
       }
-      case 'X': push(CheckpointValue::string(std::string(read_sized(read_le(4), "BINUNICODE")))); break;
-      case 0x8c: push(CheckpointValue::string(std::string(read_sized(read_le(1), "SHORT_BINUNICODE")))); break;
-      case 0x8d: push(CheckpointValue::string(std::string(read_sized(read_le(8), "BINUNICODE8")))); break;
-      case 'V': push(CheckpointValue::string(raw_unicode_escape(read_line()))); break;  // UNICODE
+      case 'X':
+        push(CheckpointValue::string(std::string(read_sized(read_le(4), "BINUNICODE"))));
+        break;
+      case 0x8c:
+        push(CheckpointValue::string(std::string(read_sized(read_le(1), "SHORT_BINUNICODE"))));
+        break;
+      case 0x8d:
+        push(CheckpointValue::string(std::string(read_sized(read_le(8), "BINUNICODE8"))));
+        break;
+      case 'V':
+        push(CheckpointValue::string(raw_unicode_escape(read_line())));
+        break;     // UNICODE
       case 'T': {  // BINSTRING (Python 2 str)
         const auto n = static_cast<int32_t>(read_le(4));
         if (n < 0) fail("BINSTRING with a negative length");
         push(CheckpointValue::string(std::string(read_sized(n, "BINSTRING"))));
         break;
       }
-      case 'U': push(CheckpointValue::string(std::string(read_sized(read_le(1), "SHORT_BINSTRING")))); break;
-      case 'B': push(CheckpointValue::bytes(std::string(read_sized(read_le(4), "BINBYTES")))); break;
-      case 'C': push(CheckpointValue::bytes(std::string(read_sized(read_le(1), "SHORT_BINBYTES")))); break;
-      case 0x8e: push(CheckpointValue::bytes(std::string(read_sized(read_le(8), "BINBYTES8")))); break;
-      case 0x96: push(CheckpointValue::bytes(std::string(read_sized(read_le(8), "BYTEARRAY8")))); break;
-      case ')': push(make_sequence(Kind::Tuple, {})); break;  // EMPTY_TUPLE
-      case 0x85: case 0x86: case 0x87: {  // TUPLE1/2/3
+      case 'U':
+        push(CheckpointValue::string(std::string(read_sized(read_le(1), "SHORT_BINSTRING"))));
+        break;
+      case 'B':
+        push(CheckpointValue::bytes(std::string(read_sized(read_le(4), "BINBYTES"))));
+        break;
+      case 'C':
+        push(CheckpointValue::bytes(std::string(read_sized(read_le(1), "SHORT_BINBYTES"))));
+        break;
+      case 0x8e:
+        push(CheckpointValue::bytes(std::string(read_sized(read_le(8), "BINBYTES8"))));
+        break;
+      case 0x96:
+        push(CheckpointValue::bytes(std::string(read_sized(read_le(8), "BYTEARRAY8"))));
+        break;
+      case ')':
+        push(make_sequence(Kind::Tuple, {}));
+        break;  // EMPTY_TUPLE
+      case 0x85:
+      case 0x86:
+      case 0x87: {  // TUPLE1/2/3
         const size_t n = op - 0x84;
         std::vector<CheckpointValue> items(n);
         for (size_t i = n; i-- > 0;) items[i] = pop();
         push(make_sequence(Kind::Tuple, std::move(items)));
         break;
       }
-      case 't': push(make_sequence(Kind::Tuple, pop_mark())); break;  // TUPLE
-      case ']': push(make_sequence(Kind::List, {})); break;           // EMPTY_LIST
-      case 'l': push(make_sequence(Kind::List, pop_mark())); break;   // LIST
-      case 0x8f: push(make_sequence(Kind::List, {})); break;          // EMPTY_SET
-      case 0x91: push(make_sequence(Kind::List, pop_mark())); break;  // FROZENSET
-      case '}': push(CheckpointNodeAccess::make(Kind::Dict)); break;  // EMPTY_DICT
+      case 't':
+        push(make_sequence(Kind::Tuple, pop_mark()));
+        break;  // TUPLE
+      case ']':
+        push(make_sequence(Kind::List, {}));
+        break;  // EMPTY_LIST
+      case 'l':
+        push(make_sequence(Kind::List, pop_mark()));
+        break;  // LIST
+      case 0x8f:
+        push(make_sequence(Kind::List, {}));
+        break;  // EMPTY_SET
+      case 0x91:
+        push(make_sequence(Kind::List, pop_mark()));
+        break;  // FROZENSET
+      case '}':
+        push(CheckpointNodeAccess::make(Kind::Dict));
+        break;     // EMPTY_DICT
       case 'd': {  // DICT
         auto items = pop_mark();
         CheckpointValue d = CheckpointNodeAccess::make(Kind::Dict);
@@ -795,7 +876,8 @@ CheckpointValue Unpickler::run() {
         list.items.push_back(std::move(v));
         break;
       }
-      case 'e': case 0x90: {  // APPENDS, ADDITEMS
+      case 'e':
+      case 0x90: {  // APPENDS, ADDITEMS
         auto items = pop_mark();
         Node& list = mutable_node(top(), Kind::List, op == 'e' ? "APPENDS" : "ADDITEMS");
         for (auto& v : items) {
@@ -815,13 +897,27 @@ CheckpointValue Unpickler::run() {
         set_items(mutable_node(top(), Kind::Dict, "SETITEMS"), items, "SETITEMS");
         break;
       }
-      case 'p': memo_put(static_cast<uint64_t>(parse_int(read_line(), "PUT"))); break;
-      case 'q': memo_put(read_le(1)); break;  // BINPUT
-      case 'r': memo_put(read_le(4)); break;  // LONG_BINPUT
-      case 0x94: memo_put(memo_.size()); break;  // MEMOIZE
-      case 'g': push(memo_get(static_cast<uint64_t>(parse_int(read_line(), "GET")))); break;
-      case 'h': push(memo_get(read_le(1))); break;  // BINGET
-      case 'j': push(memo_get(read_le(4))); break;  // LONG_BINGET
+      case 'p':
+        memo_put(static_cast<uint64_t>(parse_int(read_line(), "PUT")));
+        break;
+      case 'q':
+        memo_put(read_le(1));
+        break;  // BINPUT
+      case 'r':
+        memo_put(read_le(4));
+        break;  // LONG_BINPUT
+      case 0x94:
+        memo_put(memo_.size());
+        break;  // MEMOIZE
+      case 'g':
+        push(memo_get(static_cast<uint64_t>(parse_int(read_line(), "GET"))));
+        break;
+      case 'h':
+        push(memo_get(read_le(1)));
+        break;  // BINGET
+      case 'j':
+        push(memo_get(read_le(4)));
+        break;     // LONG_BINGET
       case 'c': {  // GLOBAL
         const std::string module(read_line());
         const std::string name(read_line());
@@ -871,7 +967,8 @@ CheckpointValue Unpickler::run() {
         CheckpointValue state = pop();
         const CheckpointValue& target = top();
         if (!target.is(Kind::Dict) && !target.is(Kind::Tensor))
-          fail(cat("BUILD (setting an object's state) on a ", target.kind_name(), " is not supported"));
+          fail(cat("BUILD (setting an object's state) on a ", target.kind_name(),
+                   " is not supported"));
         break;
       }
       case 'Q': {  // BINPERSID
@@ -880,13 +977,21 @@ CheckpointValue Unpickler::run() {
         push(persistent_(pid));
         break;
       }
-      case 'P': fail("text persistent ids (PERSID) are not supported");
-      case 'S': fail("protocol 0 quoted strings (STRING) are not supported");
-      case 0x82: case 0x83: case 0x84: fail("extension registry codes (EXT1/2/4) are not supported");
-      case 0x97: case 0x98: fail("out-of-band buffers (protocol 5) are not supported");
+      case 'P':
+        fail("text persistent ids (PERSID) are not supported");
+      case 'S':
+        fail("protocol 0 quoted strings (STRING) are not supported");
+      case 0x82:
+      case 0x83:
+      case 0x84:
+        fail("extension registry codes (EXT1/2/4) are not supported");
+      case 0x97:
+      case 0x98:
+        fail("out-of-band buffers (protocol 5) are not supported");
       default: {
         std::ostringstream os;
-        os << "unknown opcode 0x" << std::hex << static_cast<int>(op) << " (not a pickle, or corrupt?)";
+        os << "unknown opcode 0x" << std::hex << static_cast<int>(op)
+           << " (not a pickle, or corrupt?)";
         fail(os.str());
       }
     }
@@ -962,7 +1067,8 @@ std::map<std::string, ZipEntry> read_zip_directory(const uint8_t* base, uint64_t
     throw IoError(cat("[checkpoint] ", where, ": ", what));
   };
   constexpr uint64_t kEocd = 22;
-  if (size < kEocd) fail(cat("file has ", size, " bytes, too few for a ZIP archive (truncated download?)"));
+  if (size < kEocd)
+    fail(cat("file has ", size, " bytes, too few for a ZIP archive (truncated download?)"));
   // The end-of-central-directory record sits at the end, before a comment of up to 64 KiB.
   uint64_t eocd = UINT64_MAX;
   const uint64_t lowest = size - kEocd > 0xFFFF ? size - kEocd - 0xFFFF : 0;
@@ -973,8 +1079,9 @@ std::map<std::string, ZipEntry> read_zip_directory(const uint8_t* base, uint64_t
     }
   }
   if (eocd == UINT64_MAX)
-    fail("no ZIP end-of-central-directory record: the end of the file is missing (truncated "
-         "download?)");
+    fail(
+        "no ZIP end-of-central-directory record: the end of the file is missing (truncated "
+        "download?)");
   const uint8_t* e = base + eocd;
   if (le(e + 4, 2) != 0 || le(e + 6, 2) != 0) fail("multi-volume ZIP archives are not supported");
   uint64_t count = le(e + 10, 2);
@@ -984,7 +1091,8 @@ std::map<std::string, ZipEntry> read_zip_directory(const uint8_t* base, uint64_t
   if (eocd >= 20 && le(base + eocd - 20, 4) == 0x07064b50) {
     const uint64_t z = le(base + eocd - 20 + 8, 8);
     if (z > eocd || eocd - z < 56)
-      fail(cat("ZIP64 end-of-central-directory record at byte ", z, " lies outside the file (corrupt?)"));
+      fail(cat("ZIP64 end-of-central-directory record at byte ", z,
+               " lies outside the file (corrupt?)"));
     const uint8_t* r = base + z;
     if (le(r, 4) != 0x06064b50) fail("ZIP64 end-of-central-directory record has a bad signature");
     count = le(r + 32, 8);
@@ -996,7 +1104,8 @@ std::map<std::string, ZipEntry> read_zip_directory(const uint8_t* base, uint64_t
   if (cd_offset > eocd || cd_size > eocd - cd_offset)
     fail(cat("central directory [", cd_offset, ", +", cd_size, ") lies beyond the file's ", size,
              " bytes (truncated download?)"));
-  if (count > cd_size / 46) fail(cat("central directory claims ", count, " entries in ", cd_size, " bytes"));
+  if (count > cd_size / 46)
+    fail(cat("central directory claims ", count, " entries in ", cd_size, " bytes"));
 
   std::map<std::string, ZipEntry> out;
   uint64_t q = cd_offset;
@@ -1070,7 +1179,8 @@ std::string not_a_zip_reason(const uint8_t* base, uint64_t size) {
   if (size >= 9 && base[8] == '{')
     return "looks like a safetensors file, not a PyTorch checkpoint (rename it to .safetensors)";
   if (size == 0) return "is empty (truncated download?)";
-  return "is not a PyTorch checkpoint (torch.save writes a ZIP archive; this file starts otherwise)";
+  return "is not a PyTorch checkpoint (torch.save writes a ZIP archive; this file starts "
+         "otherwise)";
 }
 
 }  // namespace
@@ -1107,19 +1217,23 @@ CheckpointValue load_torch_checkpoint(const fs::path& path) {
     const size_t slash = name.find('/');
     if (slash != std::string::npos && name.compare(slash, std::string::npos, "/data.pkl") == 0)
       pickles.push_back(name);
-    if (name.find("/constants.pkl") != std::string::npos || name.find("/code/") != std::string::npos)
+    if (name.find("/constants.pkl") != std::string::npos ||
+        name.find("/code/") != std::string::npos)
       torchscript = true;
   }
   if (torchscript)
-    fail("is a TorchScript archive (torch.jit.save), not a torch.save checkpoint; save the "
-         "module's state_dict() with torch.save instead");
+    fail(
+        "is a TorchScript archive (torch.jit.save), not a torch.save checkpoint; save the "
+        "module's state_dict() with torch.save instead");
   if (pickles.empty()) fail("no '<folder>/data.pkl' in the archive: not a torch.save checkpoint");
-  if (pickles.size() > 1) fail(cat("several pickles in the archive ('", pickles[0], "', '", pickles[1], "')"));
+  if (pickles.size() > 1)
+    fail(cat("several pickles in the archive ('", pickles[0], "', '", pickles[1], "')"));
   const std::string folder = pickles[0].substr(0, pickles[0].size() - 9);
 
   if (auto it = entries.find(folder + "/byteorder"); it != entries.end()) {
     std::string order(reinterpret_cast<const char*>(base + it->second.data), it->second.size);
-    while (!order.empty() && std::isspace(static_cast<unsigned char>(order.back()))) order.pop_back();
+    while (!order.empty() && std::isspace(static_cast<unsigned char>(order.back())))
+      order.pop_back();
     if (order != "little")
       fail(cat("storages are '", order.substr(0, 16), "'-endian; only little-endian is read"));
   }
@@ -1141,16 +1255,20 @@ CheckpointValue load_torch_checkpoint(const fs::path& path) {
     const auto& t = pid.items();
     if (!t[0].is(Kind::String) || t[0].as_string() != "storage")
       bad("the first item is not 'storage' (unsupported torch.save feature?)");
-    if (!t[1].is(Kind::Global) || allowed_globals().at(t[1].as_string()).callee != Callee::StorageType)
-      bad(cat("the storage type is a ", t[1].is(Kind::Global) ? t[1].as_string() : t[1].kind_name()));
+    if (!t[1].is(Kind::Global) ||
+        allowed_globals().at(t[1].as_string()).callee != Callee::StorageType)
+      bad(cat("the storage type is a ",
+              t[1].is(Kind::Global) ? t[1].as_string() : t[1].kind_name()));
     if (!t[2].is(Kind::String)) bad(cat("the key is a ", t[2].kind_name()));
-    if (!t[4].is(Kind::Int) || t[4].as_int() < 0) bad("the element count is not a non-negative int");
+    if (!t[4].is(Kind::Int) || t[4].as_int() < 0)
+      bad("the element count is not a non-negative int");
     const auto dtype = allowed_globals().at(t[1].as_string()).dtype;
     const std::string& key = t[2].as_string();
     const uint64_t numel = static_cast<uint64_t>(t[4].as_int());
     const uint64_t elem = dtype ? dtype_size(*dtype) : 1;
     uint64_t nbytes = 0;
-    if (__builtin_mul_overflow(numel, elem, &nbytes)) bad(cat("storage '", key, "' is absurdly large"));
+    if (__builtin_mul_overflow(numel, elem, &nbytes))
+      bad(cat("storage '", key, "' is absurdly large"));
     auto cached = storages.find(key);
     if (cached != storages.end()) {
       const StorageBytes& s = *cached->second;
@@ -1162,8 +1280,8 @@ CheckpointValue load_torch_checkpoint(const fs::path& path) {
         fail(cat("storage '", key, "' (", folder, "/data/", key,
                  ") is missing from the archive (truncated or corrupt?)"));
       if (it->second.size < nbytes)
-        fail(cat("storage '", key, "' holds ", it->second.size, " bytes but is declared with ", numel,
-                 " elements of ", dtype ? c10::toString(*dtype) : "bytes", " (", nbytes,
+        fail(cat("storage '", key, "' holds ", it->second.size, " bytes but is declared with ",
+                 numel, " elements of ", dtype ? c10::toString(*dtype) : "bytes", " (", nbytes,
                  " bytes; corrupt file?)"));
       auto s = std::make_shared<StorageBytes>();
       s->key = key;
@@ -1219,8 +1337,10 @@ TorchStateDict collect(const CheckpointValue& dict, std::string key) {
   out.key = std::move(key);
   for (const auto& [k, value] : dict.entries()) {
     const auto* name = std::get_if<std::string>(&k);
-    if (name && value.is(Kind::Tensor)) out.tensors[*name] = value.as_tensor();
-    else out.skipped.push_back(key_text(k));
+    if (name && value.is(Kind::Tensor))
+      out.tensors[*name] = value.as_tensor();
+    else
+      out.skipped.push_back(key_text(k));
   }
   return out;
 }
@@ -1235,8 +1355,8 @@ TorchStateDict find_torch_state_dict(const CheckpointValue& root, const std::str
   if (!key.empty()) {
     const CheckpointValue* v = root.find(key);
     if (!v)
-      throw IoError(cat("[checkpoint] ", where, ": no top-level key '", key, "' (keys: ",
-                        list_keys(root), ")"));
+      throw IoError(cat("[checkpoint] ", where, ": no top-level key '", key,
+                        "' (keys: ", list_keys(root), ")"));
     if (!holds_tensors(*v))
       throw IoError(cat("[checkpoint] ", where, ": '", key, "' holds a ", v->kind_name(),
                         v->is(Kind::Dict) ? " without tensors" : "", ", not a state dict"));

@@ -48,12 +48,13 @@ class CheckpointValue {
 
   // Accessors throw IoError naming the kind found when the value is of another kind.
   bool as_bool() const;
-  int64_t as_int() const;               // Int or Bool
-  double as_float() const;              // Float or Int
-  const std::string& as_string() const; // String, Bytes, or the dotted name of a Global
+  int64_t as_int() const;                // Int or Bool
+  double as_float() const;               // Float or Int
+  const std::string& as_string() const;  // String, Bytes, or the dotted name of a Global
   const torch::Tensor& as_tensor() const;
-  const std::vector<CheckpointValue>& items() const;  // List or Tuple
-  const std::vector<std::pair<CheckpointKey, CheckpointValue>>& entries() const;  // Dict, in order
+  // List or Tuple items; Dict entries in insertion order.
+  const std::vector<CheckpointValue>& items() const;
+  const std::vector<std::pair<CheckpointKey, CheckpointValue>>& entries() const;
   // The entry of a Dict under a string key, or nullptr (also when this is not a Dict).
   const CheckpointValue* find(const std::string& key) const;
 
@@ -95,7 +96,8 @@ TorchStateDict find_torch_state_dict(const CheckpointValue& root, const std::str
                                      const std::string& key = "");
 
 // load_torch_checkpoint + find_torch_state_dict.
-TorchStateDict read_torch_state_dict(const std::filesystem::path& path, const std::string& key = "");
+TorchStateDict read_torch_state_dict(const std::filesystem::path& path,
+                                     const std::string& key = "");
 std::map<std::string, torch::Tensor> torch_state_dict(const std::filesystem::path& path);
 
 // True when the file starts like a torch.save ZIP archive or a legacy pickle checkpoint (by its

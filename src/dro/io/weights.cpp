@@ -47,7 +47,8 @@ std::vector<std::string> list_dir(const fs::path& dir) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // The shard files an index lists, checked to be plain names present beside it.
@@ -68,8 +69,8 @@ std::vector<fs::path> index_shards(const fs::path& index) {
   std::vector<fs::path> out;
   for (const auto& s : shards) {
     if (s.find('/') != std::string::npos || s.find("..") != std::string::npos)
-      throw IoError(cat("[weights] ", index.string(), ": shard name '", s,
-                        "' must be a plain file name"));
+      throw IoError(
+          cat("[weights] ", index.string(), ": shard name '", s, "' must be a plain file name"));
     if (!fs::exists(dir / s))
       throw IoError(cat("[weights] ", index.string(), ": lists shard '", s,
                         "' which is missing from ", dir.string(), " (incomplete download?)"));
@@ -84,7 +85,8 @@ std::vector<std::string> variants_present(const std::vector<std::string>& names,
   for (const auto& n : names)
     for (const auto& stem : f.stems) {
       const std::string prefix = stem + ".";
-      if (n.rfind(prefix, 0) == 0 && ends_with(n, f.ext) && n.size() > prefix.size() + f.ext.size()) {
+      if (n.rfind(prefix, 0) == 0 && ends_with(n, f.ext) &&
+          n.size() > prefix.size() + f.ext.size()) {
         std::string mid = n.substr(prefix.size(), n.size() - prefix.size() - f.ext.size());
         if (mid.find('.') == std::string::npos && mid.find('-') == std::string::npos)
           out.push_back(mid);
@@ -96,7 +98,8 @@ std::vector<std::string> variants_present(const std::vector<std::string>& names,
 }
 
 bool is_pickle_name(const std::string& n) {
-  return ends_with(n, ".bin") || ends_with(n, ".ckpt") || ends_with(n, ".pt") || ends_with(n, ".pth");
+  return ends_with(n, ".bin") || ends_with(n, ".ckpt") || ends_with(n, ".pt") ||
+         ends_with(n, ".pth");
 }
 
 }  // namespace
@@ -110,7 +113,8 @@ void ComponentWeights::add_file(const fs::path& p, const std::string& key) {
     where_[name] = idx;
   };
   const std::string ext = p.extension().string();
-  if (ext != ".safetensors" && (looks_like_torch_checkpoint(p) || is_pickle_name(p.filename().string()))) {
+  if (ext != ".safetensors" &&
+      (looks_like_torch_checkpoint(p) || is_pickle_name(p.filename().string()))) {
     TorchStateDict sd = read_torch_state_dict(p, key);
     for (auto& [name, t] : sd.tensors) {
       claim(name);
@@ -195,11 +199,15 @@ ComponentWeights ComponentWeights::open(const fs::path& dir, const std::string& 
     if (!variant.empty()) {
       auto present = variants_present(names, safetensors_format());
       for (const auto& v : variants_present(names, pickle_format())) present.push_back(v);
-      throw IoError(cat("[weights] ", dir.string(), ": no '", variant, "' variant (looked for ",
-                        candidate(dir, kDiffusersWeightsStem, ".safetensors", variant).single.filename().string(),
-                        ", ", candidate(dir, kTransformersWeightsStem, ".safetensors", variant).single.filename().string(),
-                        " and their .bin forms)",
-                        present.empty() ? std::string() : cat("; variants present: ", present[0])));
+      throw IoError(cat(
+          "[weights] ", dir.string(), ": no '", variant, "' variant (looked for ",
+          candidate(dir, kDiffusersWeightsStem, ".safetensors", variant).single.filename().string(),
+          ", ",
+          candidate(dir, kTransformersWeightsStem, ".safetensors", variant)
+              .single.filename()
+              .string(),
+          " and their .bin forms)",
+          present.empty() ? std::string() : cat("; variants present: ", present[0])));
     }
     std::string other;
     for (const auto& n : names)
