@@ -18,5 +18,6 @@ Action register_world(CLI::App& app);
 Action register_demo(CLI::App& app);
 Action register_launch(CLI::App& app);
 Action register_convert(CLI::App& app);
+Action register_score(CLI::App& app);
 
 }  // namespace dro::app

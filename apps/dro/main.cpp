@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   add(dro::app::register_demo);
   add(dro::app::register_launch);
   add(dro::app::register_convert);
+  add(dro::app::register_score);
 
   try {
     app.parse(argc, argv);

@@ -7,6 +7,7 @@
 #include "dro/core/error.h"
 #include "dro/io/atomic_file.h"
 #include "dro/io/json.h"
+#include "dro/io/toml.h"
 
 namespace dro::app {
 namespace {
@@ -16,45 +17,6 @@ std::string snake(std::string s) {
   return s;
 }
 
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\r");
-  const auto e = s.find_last_not_of(" \t\r");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
-// A flat TOML file (key = value, # comments, optional [train] table) as JSON.
-io::OrderedJson read_flat_toml(const std::string& path) {
-  std::istringstream in(io::read_file(path));
-  io::OrderedJson j = io::OrderedJson::object();
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) {
-    ++n;
-    std::string s = line;
-    bool in_str = false;
-    for (size_t i = 0; i < s.size(); ++i) {
-      if (s[i] == '"') in_str = !in_str;
-      if (s[i] == '#' && !in_str) {
-        s = s.substr(0, i);
-        break;
-      }
-    }
-    s = trim(s);
-    if (s.empty() || s == "[train]") continue;
-    if (s[0] == '[') throw UsageError(cat("[config] ", path, ":", n, ": only a flat [train] table is supported"));
-    const auto eq = s.find('=');
-    if (eq == std::string::npos) throw UsageError(cat("[config] ", path, ":", n, ": expected key = value"));
-    const std::string key = trim(s.substr(0, eq));
-    const std::string val = trim(s.substr(eq + 1));
-    try {
-      // TOML scalars are valid JSON for strings (basic), numbers and booleans.
-      j[key] = io::OrderedJson::parse(val);
-    } catch (const std::exception&) {
-      throw UsageError(cat("[config] ", path, ":", n, ": cannot read the value of '", key, "': ", val));
-    }
-  }
-  return j;
-}
 
 }  // namespace
 
@@ -139,7 +101,7 @@ train::TrainConfig resolve_train_config(CLI::App* cmd, const TrainFlags& f) {
   train::TrainConfig cfg;
   if (!f.config_file.empty()) {
     const bool toml = f.config_file.size() > 5 && f.config_file.substr(f.config_file.size() - 5) == ".toml";
-    io::OrderedJson j = toml ? read_flat_toml(f.config_file) : io::read_json(f.config_file);
+    io::OrderedJson j = toml ? io::read_flat_toml(f.config_file, "train") : io::read_json(f.config_file);
     if (j.contains("buffer_scheduler") && j["buffer_scheduler"].is_string()) {
       std::string v = j["buffer_scheduler"];
       std::transform(v.begin(), v.end(), v.begin(), ::tolower);
