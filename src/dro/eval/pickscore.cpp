@@ -22,6 +22,11 @@ class PickScoreScorer : public Scorer {
     require_path(m.pickscore_model, "--pickscore-model", true);
     const fs::path proc = m.pickscore_processor.empty() ? m.pickscore_model : m.pickscore_processor;
     require_path(proc, "--pickscore-processor", true);
+    for (const char* f : {"preprocessor_config.json", "vocab.json", "merges.txt"})
+      if (!fs::is_regular_file(proc / f))
+        throw UsageError(cat("[pickscore] ", proc.string(), " has no ", f, "; point --pickscore-processor at ",
+                             "the processor files (the official code takes them from ",
+                             "laion/CLIP-ViT-H-14-laion2B-s32B-b79K)"));
     processor_ = vision::ClipImageProcessor::from_pretrained(proc / "preprocessor_config.json");
     tokenizer_ = std::make_unique<text::ClipTokenizer>(text::ClipTokenizer::load(proc, text::ClipTextOptions::fast_tokenizer()));
     model_ = models::load_clip_model(m.pickscore_model, {}, load_options(o));

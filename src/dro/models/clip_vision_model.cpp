@@ -38,9 +38,9 @@ void ClipVisionConfig::validate(const std::string& where) const {
   if (image_size % patch_size != 0)
     throw UsageError(cat("[config] ", where, ": image_size ", image_size,
                          " is not a multiple of patch_size ", patch_size));
-  if (hidden_act != "quick_gelu" && hidden_act != "gelu")
+  if (!text::is_clip_activation(hidden_act))
     throw UsageError(cat("[config] ", where, ": hidden_act '", hidden_act,
-                         "' is not supported (quick_gelu, gelu)"));
+                         "' is not supported (", text::kClipActivations, ")"));
 }
 
 ClipVisionEmbeddingsImpl::ClipVisionEmbeddingsImpl(const ClipVisionConfig& c) {

@@ -2,6 +2,10 @@
 
 namespace dro::text {
 
+bool is_clip_activation(const std::string& name) {
+  return name == "quick_gelu" || name == "gelu" || name == "gelu_new" || name == "gelu_pytorch_tanh";
+}
+
 ClipTextConfig ClipTextConfig::from_json(const io::OrderedJson& j, const std::string& where) {
   using io::get_or;
   ClipTextConfig c;
@@ -21,9 +25,9 @@ ClipTextConfig ClipTextConfig::from_json(const io::OrderedJson& j, const std::st
   c.hidden_act = get_or<std::string>(j, "hidden_act", "quick_gelu", where);
   c.layer_norm_eps = get_or<double>(j, "layer_norm_eps", 1e-5, where);
   c.eos_token_id = get_or<int64_t>(j, "eos_token_id", 2, where);
-  if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu")
+  if (!is_clip_activation(c.hidden_act))
     throw UsageError(cat("[config] ", where, ": hidden_act '", c.hidden_act,
-                         "' is not supported (quick_gelu, gelu)"));
+                         "' is not supported (", kClipActivations, ")"));
   if (c.hidden_size % c.num_attention_heads != 0)
     throw UsageError(cat("[config] ", where, ": hidden_size ", c.hidden_size,
                          " is not divisible by num_attention_heads ", c.num_attention_heads));

@@ -8,6 +8,11 @@
 
 namespace dro::text {
 
+// Activations of CLIP's MLPs (transformers ACT2FN names): quick_gelu (x * sigmoid(1.702 x), OpenAI
+// CLIP), gelu (exact, erf), gelu_new / gelu_pytorch_tanh (the tanh approximation).
+bool is_clip_activation(const std::string& name);
+inline constexpr const char* kClipActivations = "quick_gelu, gelu, gelu_new, gelu_pytorch_tanh";
+
 struct ClipTextConfig {
   std::string architecture = "CLIPTextModel";  // or CLIPTextModelWithProjection
   int64_t vocab_size = 49408;

@@ -37,10 +37,11 @@ torch::Tensor ClipAttentionImpl::forward(const torch::Tensor& x, const torch::Te
 
 ClipMlpImpl::ClipMlpImpl(int64_t hidden_size, int64_t intermediate_size,
                          const std::string& hidden_act)
-    : quick_gelu(hidden_act == "quick_gelu") {
-  if (hidden_act != "quick_gelu" && hidden_act != "gelu")
+    : quick_gelu(hidden_act == "quick_gelu"),
+      tanh_gelu(hidden_act == "gelu_new" || hidden_act == "gelu_pytorch_tanh") {
+  if (!is_clip_activation(hidden_act))
     throw UsageError(
-        cat("[clip] hidden_act '", hidden_act, "' is not supported (quick_gelu, gelu)"));
+        cat("[clip] hidden_act '", hidden_act, "' is not supported (", kClipActivations, ")"));
   fc1 = register_module("fc1", torch::nn::Linear(hidden_size, intermediate_size));
   fc2 = register_module("fc2", torch::nn::Linear(intermediate_size, hidden_size));
 }
@@ -48,7 +49,9 @@ ClipMlpImpl::ClipMlpImpl(int64_t hidden_size, int64_t intermediate_size,
 torch::Tensor ClipMlpImpl::forward(const torch::Tensor& x) {
   torch::Tensor h = fc1(x);  // [B, S, I]
   // quick_gelu is the activation OpenAI CLIP was trained with (clip/model.py QuickGELU).
-  h = quick_gelu ? h * torch::sigmoid(1.702 * h) : torch::gelu(h);
+  h = quick_gelu  ? h * torch::sigmoid(1.702 * h)
+      : tanh_gelu ? torch::gelu(h, "tanh")
+                  : torch::gelu(h);
   return fc2(h);
 }
 

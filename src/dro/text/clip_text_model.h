@@ -41,7 +41,8 @@ struct ClipMlpImpl : torch::nn::Module {
   ClipMlpImpl(int64_t hidden_size, int64_t intermediate_size, const std::string& hidden_act);
   torch::Tensor forward(const torch::Tensor& x);
 
-  bool quick_gelu;                 // x * sigmoid(1.702 x); otherwise exact (erf) GELU
+  bool quick_gelu;                 // x * sigmoid(1.702 x)
+  bool tanh_gelu;                  // gelu_new / gelu_pytorch_tanh; neither: exact (erf) GELU
   torch::nn::Linear fc1{nullptr};  // [I, D]
   torch::nn::Linear fc2{nullptr};  // [D, I]
 };
