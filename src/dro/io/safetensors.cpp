@@ -175,10 +175,9 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const fs::path& path) {
   const std::string where = path.string();
   const std::string ext = path.extension().string();
   if (ext == ".bin" || ext == ".ckpt" || ext == ".pt" || ext == ".pth")
-    throw IoError(cat("[safetensors] ", where, ": this is a PyTorch pickle checkpoint, which dro ",
-                      "does not execute. Convert it once in Python: load it and save with ",
-                      "`save_pretrained(dir, safe_serialization=True)` (diffusers/transformers) or ",
-                      "`safetensors.torch.save_file(state_dict, path)`"));
+    throw IoError(cat("[safetensors] ", where, ": this is a PyTorch checkpoint, not a safetensors file; ",
+                      "dro reads it through its safe checkpoint reader (io/torch_checkpoint.h), or ",
+                      "convert it once with `dro convert ", where, " --out FILE.safetensors`"));
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) throw IoError(cat("[safetensors] ", where, ": cannot open: ", std::strerror(errno)));
   struct stat st {};

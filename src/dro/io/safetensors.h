@@ -3,7 +3,7 @@
 // Format: 8-byte little-endian header length N, N bytes of JSON
 // {"__metadata__": {str: str}, "<name>": {"dtype", "shape", "data_offsets": [begin, end]}, ...},
 // then the tensor bytes (offsets are relative to the end of the header).
-// Not here: pickle checkpoints (.bin/.ckpt), which get an error telling how to convert them.
+// Not here: PyTorch checkpoints (.bin/.pt/.pth), read by io/torch_checkpoint.h.
 #pragma once
 
 #include <cstdint>

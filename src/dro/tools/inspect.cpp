@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "dro/io/atomic_file.h"
+#include "dro/io/torch_checkpoint.h"
 #include "dro/io/model_folder.h"
 #include "dro/io/safetensors.h"
 #include "dro/io/weights.h"
@@ -31,7 +32,30 @@ OrderedJson tensor_list(const std::vector<io::TensorInfo>& infos, int64_t* param
   return list;
 }
 
+// A PyTorch checkpoint file: its state dict through the safe reader.
+OrderedJson inspect_checkpoint(const fs::path& path) {
+  const auto w = io::ComponentWeights::open_file(path);
+  OrderedJson r;
+  r["kind"] = "checkpoint";
+  r["path"] = path.string();
+  r["file_bytes"] = fs::file_size(path);
+  OrderedJson meta = OrderedJson::object();
+  if (!w.state_dict_key().empty()) meta["state_dict_key"] = w.state_dict_key();
+  if (!w.skipped().empty()) meta["skipped"] = w.skipped();
+  r["metadata"] = meta;
+  std::vector<io::TensorInfo> infos;
+  for (const auto& n : w.names()) infos.push_back(w.info(n));
+  int64_t params;
+  uint64_t bytes;
+  r["tensors"] = tensor_list(infos, &params, &bytes);
+  r["num_tensors"] = infos.size();
+  r["params"] = params;
+  r["bytes"] = bytes;
+  return r;
+}
+
 OrderedJson inspect_file(const fs::path& path) {
+  if (io::looks_like_torch_checkpoint(path)) return inspect_checkpoint(path);
   auto f = io::SafetensorsFile::open(path);
   OrderedJson r;
   r["kind"] = "safetensors";
@@ -196,8 +220,8 @@ OrderedJson inspect(const fs::path& path, const std::string& variant) {
 std::string format_inspect(const OrderedJson& r, bool summary_only) {
   std::ostringstream os;
   const std::string kind = r["kind"];
-  if (kind == "safetensors") {
-    os << r["path"].get<std::string>() << ": safetensors, " << human_bytes(r["file_bytes"].get<uint64_t>())
+  if (kind == "safetensors" || kind == "checkpoint") {
+    os << r["path"].get<std::string>() << (kind == "checkpoint" ? ": PyTorch checkpoint, " : ": safetensors, ") << human_bytes(r["file_bytes"].get<uint64_t>())
        << "\n";
     if (!r["metadata"].empty()) os << "  metadata: " << r["metadata"].dump() << "\n";
     format_tensors(os, r, summary_only, "  ");
