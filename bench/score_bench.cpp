@@ -57,7 +57,9 @@ void BM_ScoreBatch(benchmark::State& state) {
     benchmark::DoNotOptimize(scorer->score(torch::stack(pixels), std::vector<std::string>(kBatch, prompt)));
   }
   state.SetItemsProcessed(state.iterations() * kBatch);
-  state.SetLabel(scorer->keys().front().key);
+  std::string label;
+  for (const auto& k : scorer->keys()) label += (label.empty() ? "" : "+") + k.key;
+  state.SetLabel(label);
 }
 BENCHMARK(BM_ScoreBatch)
     ->Arg(static_cast<int>(ScorerKind::kPickScore))
