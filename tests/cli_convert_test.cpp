@@ -14,12 +14,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path scorers() { return test::fixtures() / "scorers"; }
-
 TEST(CliConvert, CheckpointToSafetensorsKeepsEveryTensorAndScoresAlike) {
-  if (!fs::exists(scorers() / "golden")) GTEST_SKIP() << "scorer fixtures not found";
+  DRO_REQUIRE_SCORER_FIXTURES();
   test::TempDir tmp;
-  const fs::path pt = scorers() / "hpsv2-tiny" / "HPS_v2_compressed.pt";
+  const fs::path pt = test::scorer_fixtures() / "hpsv2-tiny" / "HPS_v2_compressed.pt";
   auto [rc, out] = test::run_command(cat(DRO_BINARY, " convert ", pt, " --out ", tmp / "hps.safetensors"));
   ASSERT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("state_dict"), std::string::npos) << out;
@@ -41,11 +39,11 @@ TEST(CliConvert, CheckpointToSafetensorsKeepsEveryTensorAndScoresAlike) {
   // dro score gives the same HPSv2 with the .pt and with its conversion.
   fs::create_directories(tmp / "set" / "p0");
   io::write_file_atomically(tmp / "set" / "p0" / "caption.txt", "a red fox");
-  fs::copy_file(scorers() / "images" / "square_64x64.png", tmp / "set" / "p0" / "a.png");
-  fs::copy_file(scorers() / "images" / "photo_75x56.jpg", tmp / "set" / "p0" / "b.jpg");
+  fs::copy_file(test::scorer_fixtures() / "images" / "square_64x64.png", tmp / "set" / "p0" / "a.png");
+  fs::copy_file(test::scorer_fixtures() / "images" / "photo_75x56.jpg", tmp / "set" / "p0" / "b.jpg");
   const std::string flags = cat(" score --hpsv2 --quiet --dir ", tmp / "set", " --hpsv2-config ",
-                                scorers() / "hpsv2-tiny" / "ViT-H-14.json", " --open-clip-tokenizer ",
-                                scorers() / "clip-vit-h-14-tiny");
+                                test::scorer_fixtures() / "hpsv2-tiny" / "ViT-H-14.json", " --open-clip-tokenizer ",
+                                test::scorer_fixtures() / "clip-vit-h-14-tiny");
   auto [rc3, out3] = test::run_command(cat(DRO_BINARY, flags, " --hpsv2-checkpoint ", pt, " --out ", tmp / "a.jsonl"));
   ASSERT_EQ(rc3, 0) << out3;
   auto [rc4, out4] = test::run_command(cat(DRO_BINARY, flags, " --hpsv2-checkpoint ", tmp / "hps.safetensors",

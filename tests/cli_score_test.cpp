@@ -16,32 +16,24 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path scorers() { return test::fixtures() / "scorers"; }
-
-#define REQUIRE_SCORER_FIXTURES()                                                     \
-  do {                                                                                \
-    if (!fs::exists(scorers() / "golden"))                                            \
-      GTEST_SKIP() << "scorer fixtures not found at " << scorers();                   \
-  } while (0)
-
 // The test set: one folder per golden prompt, each holding every golden image, so the rows are
 // exactly the (image, prompt) pairs of expected_scores.jsonl.
 void make_test_set(const fs::path& dir) {
-  const auto prompts = io::read_json(scorers() / "golden" / "prompts.json");
-  const auto images = io::read_json(scorers() / "golden" / "images.json");
+  const auto prompts = io::read_json(test::scorer_fixtures() / "golden" / "prompts.json");
+  const auto images = io::read_json(test::scorer_fixtures() / "golden" / "images.json");
   for (const auto& p : prompts) {
     const fs::path pd = dir / cat("p", p["index"].get<int>());
     fs::create_directories(pd);
     io::write_file_atomically(pd / "caption.txt", p["prompt"].get<std::string>());
     for (const auto& im : images) {
-      const fs::path src = scorers() / im["file"].get<std::string>();
+      const fs::path src = test::scorer_fixtures() / im["file"].get<std::string>();
       fs::copy_file(src, pd / src.filename());
     }
   }
 }
 
 std::string model_flags() {
-  const fs::path s = scorers();
+  const fs::path s = test::scorer_fixtures();
   return cat(" --pickscore-model ", s / "clip-vit-h-14-tiny", " --hpsv2-checkpoint ",
              s / "hpsv2-tiny" / "HPS_v2_compressed.pt", " --hpsv2-config ", s / "hpsv2-tiny" / "ViT-H-14.json",
              " --open-clip-tokenizer ", s / "clip-vit-h-14-tiny", " --clip-model ", s / "clip-vit-h-14-tiny",
@@ -64,7 +56,7 @@ std::vector<io::OrderedJson> read_jsonl(const fs::path& p) {
 // (image file name, prompt) -> golden row
 std::map<std::pair<std::string, std::string>, io::OrderedJson> golden_rows() {
   std::map<std::pair<std::string, std::string>, io::OrderedJson> out;
-  for (const auto& r : read_jsonl(scorers() / "golden" / "expected_scores.jsonl"))
+  for (const auto& r : read_jsonl(test::scorer_fixtures() / "golden" / "expected_scores.jsonl"))
     out[{fs::path(r["image"].get<std::string>()).filename().string(), r["prompt"].get<std::string>()}] = r;
   return out;
 }
@@ -77,7 +69,7 @@ double atol_of(const std::string& key) {
 }
 
 TEST(CliScore, EveryScoreMatchesTheOfficialCode) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   test::TempDir tmp;
   make_test_set(tmp / "set");
   const fs::path out = tmp / "scores.jsonl";
@@ -125,7 +117,7 @@ TEST(CliScore, EveryScoreMatchesTheOfficialCode) {
 }
 
 TEST(CliScore, ResumesKeepsRowsAndRescoresChangedWeights) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   test::TempDir tmp;
   make_test_set(tmp / "set");
   const fs::path out = tmp / "s.jsonl";
@@ -158,7 +150,7 @@ TEST(CliScore, ResumesKeepsRowsAndRescoresChangedWeights) {
 }
 
 TEST(CliScore, BadInputIsAClearError) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   test::TempDir tmp;
   make_test_set(tmp / "set");
   const std::string aes = cat(DRO_BINARY, " score --aestheticv1 --dir ", tmp / "set", model_flags(), " --quiet");
@@ -189,9 +181,9 @@ TEST(CliScore, BadInputIsAClearError) {
   EXPECT_NE(log5.find("/nonexistent/clip"), std::string::npos) << log5;
   // A checkpoint of the wrong model names the keys.
   auto [rc6, log6] = test::run_command(cat(DRO_BINARY, " score --hpsv2 --dir ", tmp / "set", " --hpsv2-checkpoint ",
-                                           scorers() / "aesthetic-tiny" / "sa_0_4_vit_l_14_linear.pth",
-                                           " --hpsv2-config ", scorers() / "hpsv2-tiny" / "ViT-H-14.json",
-                                           " --open-clip-tokenizer ", scorers() / "clip-vit-h-14-tiny"));
+                                           test::scorer_fixtures() / "aesthetic-tiny" / "sa_0_4_vit_l_14_linear.pth",
+                                           " --hpsv2-config ", test::scorer_fixtures() / "hpsv2-tiny" / "ViT-H-14.json",
+                                           " --open-clip-tokenizer ", test::scorer_fixtures() / "clip-vit-h-14-tiny"));
   EXPECT_NE(rc6, 0);
   EXPECT_NE(log6.find("unexpected 2: 'bias' 'weight'"), std::string::npos) << log6;
   // No scorer chosen.
@@ -201,10 +193,10 @@ TEST(CliScore, BadInputIsAClearError) {
 }
 
 TEST(CliScore, ModelsFileGivesThePaths) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   test::TempDir tmp;
   make_test_set(tmp / "set");
-  const fs::path s = scorers();
+  const fs::path s = test::scorer_fixtures();
   io::write_file_atomically(tmp / "models.toml",
                             cat("[models]\naesthetic_clip_model = \"", (s / "clip-vit-l-14-tiny").string(),
                                 "\"\naestheticv2-head = '", (s / "aesthetic-tiny" / "sac+logos+ava1-l14-linearMSE.pth").string(), "'\n"));
@@ -220,7 +212,7 @@ TEST(CliScore, ModelsFileGivesThePaths) {
 }
 
 TEST(CliScore, TwoRanksGiveTheSameScores) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   DRO_REQUIRE_GLOO();
   test::TempDir tmp;
   make_test_set(tmp / "set");

@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include "dro/io/json.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,6 +63,13 @@ double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
            << expected.flatten()[at].item<double>() << ")";
   }
   return ::testing::AssertionSuccess() << "max |diff| = " << m;
+}
+
+std::vector<std::string> golden_prompts() {
+  std::vector<std::string> out;
+  for (const auto& p : io::read_json(scorer_fixtures() / "golden" / "prompts.json"))
+    out.push_back(p.at("prompt").get<std::string>());
+  return out;
 }
 
 }  // namespace dro::test

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -19,6 +20,18 @@ inline std::filesystem::path fixtures() { return DRO_FIXTURES_DIR; }
       GTEST_SKIP() << "golden fixtures not found at " << ::dro::test::fixtures()            \
                    << " (set -DDRO_FIXTURES_DIR=...)";                                      \
   } while (0)
+
+// The preference scorers' fixtures (fixtures()/scorers: tiny models, images, golden tensors).
+inline std::filesystem::path scorer_fixtures() { return fixtures() / "scorers"; }
+
+#define DRO_REQUIRE_SCORER_FIXTURES()                                                        \
+  do {                                                                                       \
+    if (!std::filesystem::exists(::dro::test::scorer_fixtures() / "golden" / "images.json")) \
+      GTEST_SKIP() << "scorer fixtures not found at " << ::dro::test::scorer_fixtures();     \
+  } while (0)
+
+// The prompts of scorers/golden/prompts.json, in order.
+std::vector<std::string> golden_prompts();
 
 // A fresh, empty temporary folder removed when the object goes away.
 class TempDir {

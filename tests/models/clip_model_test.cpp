@@ -18,21 +18,13 @@ namespace {
 namespace fs = std::filesystem;
 using test::fixtures;
 
-fs::path scorers() { return fixtures() / "scorers"; }
-
-#define REQUIRE_SCORER_FIXTURES()                                                     \
-  do {                                                                                \
-    if (!fs::exists(scorers() / "golden"))                                            \
-      GTEST_SKIP() << "scorer fixtures not found at " << scorers();                   \
-  } while (0)
-
 std::map<std::string, torch::Tensor> golden(const std::string& file) {
-  return io::load_safetensors(scorers() / "golden" / file);
+  return io::load_safetensors(test::scorer_fixtures() / "golden" / file);
 }
 
 std::vector<std::string> image_stems() {
   std::vector<std::string> out;
-  for (const auto& e : io::read_json(scorers() / "golden" / "images.json")) {
+  for (const auto& e : io::read_json(test::scorer_fixtures() / "golden" / "images.json")) {
     std::string f = fs::path(e["file"].get<std::string>()).stem().string();
     out.push_back(f);
   }
@@ -60,8 +52,8 @@ torch::Tensor stack_pixels(const std::map<std::string, torch::Tensor>& g,
 torch::Tensor normalized(const torch::Tensor& x) { return x / x.norm(2, -1, true); }
 
 TEST(ClipModelConfig, LegacyDictsOverrideWithDefaultsAndTopLevelProjection) {
-  REQUIRE_SCORER_FIXTURES();
-  const auto h = ClipModelConfig::load(scorers() / "clip-vit-h-14-tiny" / "config.json");
+  DRO_REQUIRE_SCORER_FIXTURES();
+  const auto h = ClipModelConfig::load(test::scorer_fixtures() / "clip-vit-h-14-tiny" / "config.json");
   EXPECT_EQ(h.projection_dim, 8);  // top level, not the sub-configs' 512
   EXPECT_EQ(h.vision.hidden_act, "gelu");
   EXPECT_EQ(h.vision.image_size, 42);
@@ -69,7 +61,7 @@ TEST(ClipModelConfig, LegacyDictsOverrideWithDefaultsAndTopLevelProjection) {
   EXPECT_EQ(h.text.eos_token_id, 2);  // legacy: argmax pooling
   EXPECT_EQ(h.text.max_position_embeddings, 77);
 
-  const auto l = ClipModelConfig::load(scorers() / "clip-vit-l-14-tiny" / "config.json");
+  const auto l = ClipModelConfig::load(test::scorer_fixtures() / "clip-vit-l-14-tiny" / "config.json");
   EXPECT_EQ(l.projection_dim, 768);
   EXPECT_EQ(l.vision.hidden_act, "quick_gelu");
   EXPECT_EQ(l.vision.image_size, 32);
@@ -92,21 +84,21 @@ TEST(ClipModelConfig, LegacyDictsOverrideWithDefaultsAndTopLevelProjection) {
 }
 
 TEST(ClipModel, KeysEqualTheCheckpoint) {
-  REQUIRE_SCORER_FIXTURES();
-  ClipModel model(ClipModelConfig::load(scorers() / "clip-vit-h-14-tiny" / "config.json"));
+  DRO_REQUIRE_SCORER_FIXTURES();
+  ClipModel model(ClipModelConfig::load(test::scorer_fixtures() / "clip-vit-h-14-tiny" / "config.json"));
   std::set<std::string> ours;
   for (const auto& [k, t] : nn::state_tensors(*model)) ours.insert(k);
   std::set<std::string> file;
-  const auto st = io::SafetensorsFile::open(scorers() / "clip-vit-h-14-tiny" / "model.safetensors");
+  const auto st = io::SafetensorsFile::open(test::scorer_fixtures() / "clip-vit-h-14-tiny" / "model.safetensors");
   for (const auto& ti : st->tensors()) file.insert(ti.name);
   EXPECT_EQ(ours, file);
 }
 
 TEST(ClipModel, PickScoreEmbeddingsAndScoresMatchTransformers) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   torch::NoGradGuard no_grad;
   auto g = golden("pickscore.safetensors");
-  auto model = load_clip_model(scorers() / "clip-vit-h-14-tiny");
+  auto model = load_clip_model(test::scorer_fixtures() / "clip-vit-h-14-tiny");
   const torch::Tensor img = model->get_image_features(stack_pixels(g, image_stems()));
   EXPECT_TRUE(close("pickscore image_embeds", img, g.at("image_embeds"), 1e-5));
   const torch::Tensor txt = model->get_text_features(g.at("input_ids"), g.at("attention_mask"));
@@ -121,8 +113,8 @@ TEST(ClipModel, PickScoreEmbeddingsAndScoresMatchTransformers) {
 }
 
 TEST(ClipModel, PytorchBinLoadsTheSameWeights) {
-  REQUIRE_SCORER_FIXTURES();
-  const fs::path dir = scorers() / "clip-vit-h-14-tiny";
+  DRO_REQUIRE_SCORER_FIXTURES();
+  const fs::path dir = test::scorer_fixtures() / "clip-vit-h-14-tiny";
   auto from_st = load_clip_model(dir);
   auto state = io::torch_state_dict(dir / "pytorch_model.bin");
   ClipModel from_bin(ClipModelConfig::load(dir / "config.json"));
@@ -136,10 +128,10 @@ TEST(ClipModel, PytorchBinLoadsTheSameWeights) {
 }
 
 TEST(ClipModel, VisionTowerAloneGivesTheAestheticEmbeddings) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   torch::NoGradGuard no_grad;
   auto g = golden("aesthetic.safetensors");
-  auto model = load_clip_model(scorers() / "clip-vit-l-14-tiny", ClipTowers{false, true});
+  auto model = load_clip_model(test::scorer_fixtures() / "clip-vit-l-14-tiny", ClipTowers{false, true});
   EXPECT_FALSE(model->text_model);
   const torch::Tensor img = model->get_image_features(stack_pixels(g, image_stems()));
   EXPECT_TRUE(close("aesthetic image_embeds", img, g.at("image_embeds"), 1e-5));
@@ -148,10 +140,10 @@ TEST(ClipModel, VisionTowerAloneGivesTheAestheticEmbeddings) {
 }
 
 TEST(OpenClip, ConfigsBecomeTheSameModel) {
-  REQUIRE_SCORER_FIXTURES();
-  const auto a = OpenClipConfig::load(scorers() / "hpsv2-tiny" / "ViT-H-14.json");
-  const auto b = OpenClipConfig::load(scorers() / "clip-vit-h-14-tiny" / "open_clip_config.json");
-  const auto hf = ClipModelConfig::load(scorers() / "clip-vit-h-14-tiny" / "config.json");
+  DRO_REQUIRE_SCORER_FIXTURES();
+  const auto a = OpenClipConfig::load(test::scorer_fixtures() / "hpsv2-tiny" / "ViT-H-14.json");
+  const auto b = OpenClipConfig::load(test::scorer_fixtures() / "clip-vit-h-14-tiny" / "open_clip_config.json");
+  const auto hf = ClipModelConfig::load(test::scorer_fixtures() / "clip-vit-h-14-tiny" / "config.json");
   for (const auto* c : {&a.clip, &b.clip}) {
     EXPECT_EQ(c->projection_dim, hf.projection_dim);
     EXPECT_EQ(c->vision.hidden_size, hf.vision.hidden_size);
@@ -175,8 +167,8 @@ TEST(OpenClip, ConfigsBecomeTheSameModel) {
 }
 
 TEST(OpenClip, LaionWeightsEqualTheTransformersFile) {
-  REQUIRE_SCORER_FIXTURES();
-  const fs::path dir = scorers() / "clip-vit-h-14-tiny";
+  DRO_REQUIRE_SCORER_FIXTURES();
+  const fs::path dir = test::scorer_fixtures() / "clip-vit-h-14-tiny";
   auto hf = load_clip_model(dir);
   auto oc = load_open_clip_model(OpenClipConfig::load(dir / "open_clip_config.json"),
                                  io::torch_state_dict(dir / "open_clip_pytorch_model.bin"), {},
@@ -190,11 +182,11 @@ TEST(OpenClip, LaionWeightsEqualTheTransformersFile) {
 }
 
 TEST(OpenClip, Hpsv2EmbeddingsMatchTheReference) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   torch::NoGradGuard no_grad;
   auto g = golden("hpsv2.safetensors");
-  auto model = load_open_clip_model(OpenClipConfig::load(scorers() / "hpsv2-tiny" / "ViT-H-14.json"),
-                                    io::torch_state_dict(scorers() / "hpsv2-tiny" / "HPS_v2_compressed.pt"),
+  auto model = load_open_clip_model(OpenClipConfig::load(test::scorer_fixtures() / "hpsv2-tiny" / "ViT-H-14.json"),
+                                    io::torch_state_dict(test::scorer_fixtures() / "hpsv2-tiny" / "HPS_v2_compressed.pt"),
                                     {}, "HPS_v2_compressed.pt");
   const torch::Tensor img = model->get_image_features(stack_pixels(g, image_stems(), g.at("valid")));
   EXPECT_TRUE(close("hpsv2 image_embeds", img, g.at("image_embeds"), 1e-5));
@@ -207,11 +199,11 @@ TEST(OpenClip, Hpsv2EmbeddingsMatchTheReference) {
 }
 
 TEST(OpenClip, ClipScoreEmbeddingsMatchTheReference) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   torch::NoGradGuard no_grad;
   auto g = golden("clip.safetensors");
   auto pixels = golden("hpsv2.safetensors");  // the same transform, stored once
-  const fs::path dir = scorers() / "clip-vit-h-14-tiny";
+  const fs::path dir = test::scorer_fixtures() / "clip-vit-h-14-tiny";
   auto model = load_open_clip_model(OpenClipConfig::load(dir / "open_clip_config.json"),
                                     io::torch_state_dict(dir / "open_clip_pytorch_model.bin"), {},
                                     "open_clip_pytorch_model.bin");
@@ -225,9 +217,9 @@ TEST(OpenClip, ClipScoreEmbeddingsMatchTheReference) {
 }
 
 TEST(OpenClip, BadStateDictsNameTheKeys) {
-  REQUIRE_SCORER_FIXTURES();
-  const auto cfg = OpenClipConfig::load(scorers() / "hpsv2-tiny" / "ViT-H-14.json");
-  auto state = io::torch_state_dict(scorers() / "hpsv2-tiny" / "HPS_v2_compressed.pt");
+  DRO_REQUIRE_SCORER_FIXTURES();
+  const auto cfg = OpenClipConfig::load(test::scorer_fixtures() / "hpsv2-tiny" / "ViT-H-14.json");
+  auto state = io::torch_state_dict(test::scorer_fixtures() / "hpsv2-tiny" / "HPS_v2_compressed.pt");
   auto extra = state;
   extra["visual.bogus.weight"] = torch::zeros({1});
   try {

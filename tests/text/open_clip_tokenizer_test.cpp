@@ -13,25 +13,11 @@
 namespace dro::text {
 namespace {
 
-std::filesystem::path scorers() {
-  return test::fixtures() / "scorers";
-}
-
-#define REQUIRE_SCORER_FIXTURES()                                                                  \
-  do {                                                                                             \
-    if (!std::filesystem::exists(scorers() / "golden/hpsv2.safetensors"))                          \
-      GTEST_SKIP() << "scorer fixtures not found at " << scorers() << " (set -DDRO_FIXTURES_DIR)"; \
-  } while (0)
-
-std::vector<std::string> prompts() {
-  std::vector<std::string> out;
-  for (const auto& p : io::read_json(scorers() / "golden/prompts.json"))
-    out.push_back(p.at("prompt"));
-  return out;
-}
+using test::scorer_fixtures;
+using test::golden_prompts;
 
 OpenClipTokenizer tokenizer() {
-  return OpenClipTokenizer::load(scorers() / "clip-vit-h-14-tiny");
+  return OpenClipTokenizer::load(scorer_fixtures() / "clip-vit-h-14-tiny");
 }
 
 std::vector<int64_t> row(const torch::Tensor& t, int64_t i) {
@@ -40,8 +26,8 @@ std::vector<int64_t> row(const torch::Tensor& t, int64_t i) {
 }
 
 void expect_golden(const char* file) {
-  const auto golden = io::load_safetensors(scorers() / "golden" / file);
-  const auto texts = prompts();
+  const auto golden = io::load_safetensors(scorer_fixtures() / "golden" / file);
+  const auto texts = golden_prompts();
   ASSERT_EQ(texts.size(), 8u);
   const torch::Tensor ids = tokenizer().tokenize(texts);
   const torch::Tensor& expected = golden.at("input_ids");
@@ -51,17 +37,17 @@ void expect_golden(const char* file) {
 }
 
 TEST(OpenClipTokenizer, GoldenHpsv2Ids) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   expect_golden("hpsv2.safetensors");
 }
 
 TEST(OpenClipTokenizer, GoldenClipScoreIds) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   expect_golden("clip.safetensors");
 }
 
 TEST(OpenClipTokenizer, CleansLikeBasicAndWhitespaceClean) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   const OpenClipTokenizer tok = tokenizer();
   // Expected strings: whitespace_clean(basic_clean(text)).lower() of open_clip with ftfy 6.3.1.
   EXPECT_EQ(
@@ -79,7 +65,7 @@ TEST(OpenClipTokenizer, CleansLikeBasicAndWhitespaceClean) {
 }
 
 TEST(OpenClipTokenizer, OwnSpecialStringsAndTruncation) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   const OpenClipTokenizer tok = tokenizer();
   EXPECT_EQ(tok.sot_id(), 49406);
   EXPECT_EQ(tok.eot_id(), 49407);

@@ -12,25 +12,11 @@
 namespace dro::text {
 namespace {
 
-std::filesystem::path scorers() {
-  return test::fixtures() / "scorers";
-}
-
-#define REQUIRE_SCORER_FIXTURES()                                                                  \
-  do {                                                                                             \
-    if (!std::filesystem::exists(scorers() / "golden/pickscore.safetensors"))                      \
-      GTEST_SKIP() << "scorer fixtures not found at " << scorers() << " (set -DDRO_FIXTURES_DIR)"; \
-  } while (0)
-
-std::vector<std::string> prompts() {
-  std::vector<std::string> out;
-  for (const auto& p : io::read_json(scorers() / "golden/prompts.json"))
-    out.push_back(p.at("prompt"));
-  return out;
-}
+using test::scorer_fixtures;
+using test::golden_prompts;
 
 ClipTokenizer pickscore_tokenizer() {
-  return ClipTokenizer::load(scorers() / "clip-vit-h-14-tiny", ClipTextOptions::fast_tokenizer());
+  return ClipTokenizer::load(scorer_fixtures() / "clip-vit-h-14-tiny", ClipTextOptions::fast_tokenizer());
 }
 
 // Row i of an int64 [N, S] tensor, as a vector.
@@ -40,9 +26,9 @@ std::vector<int64_t> row(const torch::Tensor& t, int64_t i) {
 }
 
 TEST(PickScoreTokenizer, GoldenBatchOfEightPrompts) {
-  REQUIRE_SCORER_FIXTURES();
-  const auto golden = io::load_safetensors(scorers() / "golden/pickscore.safetensors");
-  const auto texts = prompts();
+  DRO_REQUIRE_SCORER_FIXTURES();
+  const auto golden = io::load_safetensors(scorer_fixtures() / "golden/pickscore.safetensors");
+  const auto texts = golden_prompts();
   ASSERT_EQ(texts.size(), 8u);
   const ClipBatch batch = pickscore_tokenizer().tokenize_batch(texts);
   const torch::Tensor& ids = golden.at("input_ids");
@@ -59,9 +45,9 @@ TEST(PickScoreTokenizer, GoldenBatchOfEightPrompts) {
 }
 
 TEST(PickScoreTokenizer, GoldenBatchPadsToItsLongest) {
-  REQUIRE_SCORER_FIXTURES();
-  const auto golden = io::load_safetensors(scorers() / "golden/pickscore.safetensors");
-  const auto texts = prompts();
+  DRO_REQUIRE_SCORER_FIXTURES();
+  const auto golden = io::load_safetensors(scorer_fixtures() / "golden/pickscore.safetensors");
+  const auto texts = golden_prompts();
   const ClipBatch batch = pickscore_tokenizer().tokenize_batch({texts[0], texts[1], texts[2]});
   EXPECT_TRUE(torch::equal(batch.input_ids, golden.at("batch3.input_ids")))
       << batch.input_ids << "\nexpected\n"
@@ -70,9 +56,9 @@ TEST(PickScoreTokenizer, GoldenBatchPadsToItsLongest) {
 }
 
 TEST(PickScoreTokenizer, NormalisesToNfcFirst) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   const ClipTokenizer fast = pickscore_tokenizer();
-  const ClipTokenizer slow = ClipTokenizer::load(scorers() / "clip-vit-h-14-tiny");
+  const ClipTokenizer slow = ClipTokenizer::load(scorer_fixtures() / "clip-vit-h-14-tiny");
   const std::string composed = "caf\xC3\xA9", decomposed = "cafe\xCC\x81";
   EXPECT_EQ(fast.encode(decomposed), fast.encode(composed));
   EXPECT_NE(slow.encode(decomposed), slow.encode(composed));
@@ -85,7 +71,7 @@ TEST(PickScoreTokenizer, NormalisesToNfcFirst) {
 }
 
 TEST(PickScoreTokenizer, BatchTruncatesAndPads) {
-  REQUIRE_SCORER_FIXTURES();
+  DRO_REQUIRE_SCORER_FIXTURES();
   const ClipTokenizer tok = pickscore_tokenizer();
   std::string long_text;
   for (int i = 0; i < 100; ++i) long_text += "cat ";

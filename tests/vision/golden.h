@@ -15,16 +15,6 @@
 
 namespace dro::test {
 
-inline std::filesystem::path scorer_fixtures() {
-  return fixtures() / "scorers";
-}
-
-#define DRO_REQUIRE_SCORER_FIXTURES()                                                        \
-  do {                                                                                       \
-    if (!std::filesystem::exists(::dro::test::scorer_fixtures() / "golden" / "images.json")) \
-      GTEST_SKIP() << "scorer fixtures not found at " << ::dro::test::scorer_fixtures();     \
-  } while (0)
-
 struct GoldenImage {
   std::string file;  // relative to the scorer fixtures, e.g. "images/wide_87x39.png"
   std::string name;  // the stem, which prefixes the golden tensors

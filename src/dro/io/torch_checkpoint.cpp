@@ -18,6 +18,7 @@
 #include <unordered_map>
 
 #include "dro/core/error.h"
+#include "dro/text/unicode.h"
 
 namespace dro::io {
 namespace fs = std::filesystem;
@@ -454,23 +455,6 @@ class Unpickler {
   std::unordered_map<uint64_t, CheckpointValue> memo_;
 };
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 // Protocol 0 text strings: raw-unicode-escape (latin-1 bytes plus \uXXXX and \UXXXXXXXX).
 std::string Unpickler::raw_unicode_escape(std::string_view in) {
@@ -484,10 +468,10 @@ std::string Unpickler::raw_unicode_escape(std::string_view in) {
       const auto r = std::from_chars(in.data() + i + 2, in.data() + i + 2 + n, cp, 16);
       if (r.ec != std::errc() || r.ptr != in.data() + i + 2 + n || cp > 0x10FFFF)
         fail("bad \\u escape in a UNICODE string");
-      append_utf8(out, cp);
+      text::append_utf8(out, static_cast<char32_t>(cp));
       i += 1 + n;
     } else {
-      append_utf8(out, c);
+      text::append_utf8(out, static_cast<char32_t>(c));
     }
   }
   return out;

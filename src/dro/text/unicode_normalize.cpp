@@ -4,6 +4,8 @@
 #include <iterator>
 #include <vector>
 
+#include "dro/text/unicode.h"
+
 namespace dro::text {
 
 namespace {
@@ -134,10 +136,6 @@ std::u32string compose(const std::u32string& text) {
   return out;
 }
 
-bool is_surrogate(char32_t cp) {
-  return cp >= 0xD800 && cp <= 0xDFFF;
-}
-
 }  // namespace
 
 const char* unicode_version() {
@@ -160,29 +158,11 @@ std::string normalize_utf8(std::string_view text, NormalForm form) {
     run.clear();
   };
   for (size_t pos = 0; pos < text.size();) {
-    const auto b0 = static_cast<unsigned char>(text[pos]);
     // Strict UTF-8 here: a surrogate's three-byte form is not valid text, it is kept as bytes.
-    size_t len = 0;
-    char32_t cp = 0, min = 0;
-    if (b0 < 0x80) {
-      len = 1, cp = b0;
-    } else if ((b0 & 0xE0) == 0xC0) {
-      len = 2, cp = b0 & 0x1F, min = 0x80;
-    } else if ((b0 & 0xF0) == 0xE0) {
-      len = 3, cp = b0 & 0x0F, min = 0x800;
-    } else if ((b0 & 0xF8) == 0xF0) {
-      len = 4, cp = b0 & 0x07, min = 0x10000;
-    }
-    bool valid = len > 0 && pos + len <= text.size();
-    for (size_t i = 1; valid && i < len; ++i) {
-      const auto b = static_cast<unsigned char>(text[pos + i]);
-      valid = (b & 0xC0) == 0x80;
-      cp = (cp << 6) | (b & 0x3F);
-    }
-    valid = valid && cp >= min && cp <= 0x10FFFF && !is_surrogate(cp);
-    if (valid) {
-      run += cp;
-      pos += len;
+    const Utf8Char ch = decode_utf8(text, pos);
+    if (ch.valid) {
+      run += ch.cp;
+      pos += ch.length;
     } else {
       flush();
       out += text[pos++];
@@ -275,23 +255,7 @@ std::u32string utf8_to_u32(std::string_view text) {
 std::string u32_to_utf8(std::u32string_view text) {
   std::string out;
   out.reserve(text.size());
-  for (char32_t cp : text) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
+  for (char32_t cp : text) append_utf8(out, cp);
   return out;
 }
 

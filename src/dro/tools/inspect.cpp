@@ -32,6 +32,18 @@ OrderedJson tensor_list(const std::vector<io::TensorInfo>& infos, int64_t* param
   return list;
 }
 
+// Every tensor of `w` with the totals, into r["tensors"], "num_tensors", "params", "bytes".
+void list_weights(const io::ComponentWeights& w, OrderedJson& r) {
+  std::vector<io::TensorInfo> infos;
+  for (const auto& n : w.names()) infos.push_back(w.info(n));
+  int64_t params;
+  uint64_t bytes;
+  r["tensors"] = tensor_list(infos, &params, &bytes);
+  r["num_tensors"] = infos.size();
+  r["params"] = params;
+  r["bytes"] = bytes;
+}
+
 // A PyTorch checkpoint file: its state dict through the safe reader.
 OrderedJson inspect_checkpoint(const fs::path& path) {
   const auto w = io::ComponentWeights::open_file(path);
@@ -43,14 +55,7 @@ OrderedJson inspect_checkpoint(const fs::path& path) {
   if (!w.state_dict_key().empty()) meta["state_dict_key"] = w.state_dict_key();
   if (!w.skipped().empty()) meta["skipped"] = w.skipped();
   r["metadata"] = meta;
-  std::vector<io::TensorInfo> infos;
-  for (const auto& n : w.names()) infos.push_back(w.info(n));
-  int64_t params;
-  uint64_t bytes;
-  r["tensors"] = tensor_list(infos, &params, &bytes);
-  r["num_tensors"] = infos.size();
-  r["params"] = params;
-  r["bytes"] = bytes;
+  list_weights(w, r);
   return r;
 }
 
@@ -139,14 +144,7 @@ OrderedJson inspect_component(const fs::path& dir, const std::string& name,
     OrderedJson files = OrderedJson::array();
     for (const auto& p : w.files()) files.push_back(p.filename().string());
     r["files"] = files;
-    std::vector<io::TensorInfo> infos;
-    for (const auto& n : w.names()) infos.push_back(w.info(n));
-    int64_t params;
-    uint64_t bytes;
-    r["tensors"] = tensor_list(infos, &params, &bytes);
-    r["num_tensors"] = infos.size();
-    r["params"] = params;
-    r["bytes"] = bytes;
+    list_weights(w, r);
   }
   return r;
 }
