@@ -20,7 +20,9 @@ namespace {
 namespace fs = std::filesystem;
 using dro::eval::ScorerKind;
 
-fs::path scorer_fixtures() { return fs::path(DRO_FIXTURES_DIR) / "scorers"; }
+fs::path scorer_fixtures() {
+  return fs::path(DRO_FIXTURES_DIR) / "scorers";
+}
 
 dro::eval::ScorerModels fixture_models() {
   const fs::path s = scorer_fixtures();
@@ -53,8 +55,10 @@ void BM_ScoreBatch(benchmark::State& state) {
     std::vector<torch::Tensor> pixels;
     std::vector<std::string> notes;
     for (int i = 0; i < kBatch; ++i)
-      pixels.push_back(scorer->preprocess(dro::vision::decode_image_file(files[i % files.size()]), notes));
-    benchmark::DoNotOptimize(scorer->score(torch::stack(pixels), std::vector<std::string>(kBatch, prompt)));
+      pixels.push_back(
+          scorer->preprocess(dro::vision::decode_image_file(files[i % files.size()]), notes));
+    benchmark::DoNotOptimize(
+        scorer->score(torch::stack(pixels), std::vector<std::string>(kBatch, prompt)));
   }
   state.SetItemsProcessed(state.iterations() * kBatch);
   std::string label;
@@ -71,11 +75,15 @@ BENCHMARK(BM_ScoreBatch)
 
 // A ViT-B/16 image tower (86 M parameters) at 224 px, batch 4, under inference mode.
 void BM_VitB16ImageFeatures(benchmark::State& state) {
-  dro::io::OrderedJson cfg = {
-      {"projection_dim", 512},
-      {"vision_config", {{"hidden_size", 768}, {"intermediate_size", 3072}, {"num_hidden_layers", 12},
-                         {"num_attention_heads", 12}, {"image_size", 224}, {"patch_size", 16},
-                         {"hidden_act", "gelu"}}}};
+  dro::io::OrderedJson cfg = {{"projection_dim", 512},
+                              {"vision_config",
+                               {{"hidden_size", 768},
+                                {"intermediate_size", 3072},
+                                {"num_hidden_layers", 12},
+                                {"num_attention_heads", 12},
+                                {"image_size", 224},
+                                {"patch_size", 16},
+                                {"hidden_act", "gelu"}}}};
   dro::models::ClipModel model(dro::models::ClipModelConfig::from_json(cfg, "ViT-B/16"),
                                dro::models::ClipTowers{false, true});
   model->eval();
@@ -88,7 +96,8 @@ BENCHMARK(BM_VitB16ImageFeatures)->Unit(benchmark::kMillisecond)->UseRealTime()-
 
 dro::vision::PilImage test_image(int side) {
   dro::io::Image im(side, side, 3);
-  for (size_t k = 0; k < im.pixels.size(); ++k) im.pixels[k] = static_cast<uint8_t>((k * 7 + k / 1531) % 251);
+  for (size_t k = 0; k < im.pixels.size(); ++k)
+    im.pixels[k] = static_cast<uint8_t>((k * 7 + k / 1531) % 251);
   return dro::vision::from_pixels(std::move(im));
 }
 
@@ -105,7 +114,8 @@ BENCHMARK(BM_PreprocessClipImageProcessor)->Unit(benchmark::kMillisecond)->UseRe
 void BM_PreprocessOpenClip(benchmark::State& state) {
   const auto img = test_image(512);
   dro::vision::OpenClipTransformOptions o;
-  for (auto _ : state) benchmark::DoNotOptimize(dro::vision::open_clip_transform(img, o).pixel_values);
+  for (auto _ : state)
+    benchmark::DoNotOptimize(dro::vision::open_clip_transform(img, o).pixel_values);
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_PreprocessOpenClip)->Unit(benchmark::kMillisecond)->UseRealTime();

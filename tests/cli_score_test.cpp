@@ -35,8 +35,9 @@ void make_test_set(const fs::path& dir) {
 std::string model_flags() {
   const fs::path s = test::scorer_fixtures();
   return cat(" --pickscore-model ", s / "clip-vit-h-14-tiny", " --hpsv2-checkpoint ",
-             s / "hpsv2-tiny" / "HPS_v2_compressed.pt", " --hpsv2-config ", s / "hpsv2-tiny" / "ViT-H-14.json",
-             " --open-clip-tokenizer ", s / "clip-vit-h-14-tiny", " --clip-model ", s / "clip-vit-h-14-tiny",
+             s / "hpsv2-tiny" / "HPS_v2_compressed.pt", " --hpsv2-config ",
+             s / "hpsv2-tiny" / "ViT-H-14.json", " --open-clip-tokenizer ",
+             s / "clip-vit-h-14-tiny", " --clip-model ", s / "clip-vit-h-14-tiny",
              " --aesthetic-clip-model ", s / "clip-vit-l-14-tiny", " --aestheticv1-head ",
              s / "aesthetic-tiny" / "sa_0_4_vit_l_14_linear.pth", " --aestheticv2-head '",
              (s / "aesthetic-tiny" / "sac+logos+ava1-l14-linearMSE.pth").string(), "'");
@@ -57,7 +58,8 @@ std::vector<io::OrderedJson> read_jsonl(const fs::path& p) {
 std::map<std::pair<std::string, std::string>, io::OrderedJson> golden_rows() {
   std::map<std::pair<std::string, std::string>, io::OrderedJson> out;
   for (const auto& r : read_jsonl(test::scorer_fixtures() / "golden" / "expected_scores.jsonl"))
-    out[{fs::path(r["image"].get<std::string>()).filename().string(), r["prompt"].get<std::string>()}] = r;
+    out[{fs::path(r["image"].get<std::string>()).filename().string(),
+         r["prompt"].get<std::string>()}] = r;
   return out;
 }
 
@@ -73,8 +75,8 @@ TEST(CliScore, EveryScoreMatchesTheOfficialCode) {
   test::TempDir tmp;
   make_test_set(tmp / "set");
   const fs::path out = tmp / "scores.jsonl";
-  auto [rc, log] = test::run_command(cat(DRO_BINARY, " score --dir ", tmp / "set", kAll, model_flags(),
-                                         " --batch-size 5 --out ", out, " --quiet"));
+  auto [rc, log] = test::run_command(cat(DRO_BINARY, " score --dir ", tmp / "set", kAll,
+                                         model_flags(), " --batch-size 5 --out ", out, " --quiet"));
   ASSERT_EQ(rc, 0) << log;
   const auto rows = read_jsonl(out);
   const auto golden = golden_rows();
@@ -95,12 +97,13 @@ TEST(CliScore, EveryScoreMatchesTheOfficialCode) {
       const double ref = g[key].get<double>(), got = r[key].get<double>();
       const double d = std::abs(got - ref);
       worst[key] = std::max(worst[key], d);
-      EXPECT_LE(d, atol_of(key) + 1e-5 * std::abs(ref)) << key << " of " << image << " with prompt '"
-                                                        << r["prompt"].get<std::string>() << "'";
+      EXPECT_LE(d, atol_of(key) + 1e-5 * std::abs(ref))
+          << key << " of " << image << " with prompt '" << r["prompt"].get<std::string>() << "'";
     }
   }
   EXPECT_EQ(seen.size(), rows.size());
-  for (const auto& [k, d] : worst) std::cout << "[ parity   ] dro score " << k << ": max |diff| = " << d << "\n";
+  for (const auto& [k, d] : worst)
+    std::cout << "[ parity   ] dro score " << k << ": max |diff| = " << d << "\n";
 
   // The reference fails on RGBA for HPSv2 / CLIP score; dro drops the alpha and says so.
   EXPECT_NE(log.find("RGBA image"), std::string::npos) << log;
@@ -121,7 +124,8 @@ TEST(CliScore, ResumesKeepsRowsAndRescoresChangedWeights) {
   test::TempDir tmp;
   make_test_set(tmp / "set");
   const fs::path out = tmp / "s.jsonl";
-  const std::string base = cat(DRO_BINARY, " score --dir ", tmp / "set", model_flags(), " --out ", out, " --quiet");
+  const std::string base =
+      cat(DRO_BINARY, " score --dir ", tmp / "set", model_flags(), " --out ", out, " --quiet");
   auto [rc1, log1] = test::run_command(base + " --aestheticv1");
   ASSERT_EQ(rc1, 0) << log1;
   const std::string first = io::read_file(out);
@@ -153,7 +157,8 @@ TEST(CliScore, BadInputIsAClearError) {
   DRO_REQUIRE_SCORER_FIXTURES();
   test::TempDir tmp;
   make_test_set(tmp / "set");
-  const std::string aes = cat(DRO_BINARY, " score --aestheticv1 --dir ", tmp / "set", model_flags(), " --quiet");
+  const std::string aes =
+      cat(DRO_BINARY, " score --aestheticv1 --dir ", tmp / "set", model_flags(), " --quiet");
   // A corrupt image stops the run naming the file, or is skipped and counted.
   io::write_file_atomically(tmp / "set" / "p0" / "zz_broken.png", "\x89PNG\r\n\x1a\n not really");
   auto [rc1, log1] = test::run_command(aes);
@@ -172,7 +177,8 @@ TEST(CliScore, BadInputIsAClearError) {
   fs::remove_all(tmp / "set" / "p9");
   fs::remove(tmp / "set" / "p0" / "zz_broken.png");
   // Missing and wrong model paths name the flag.
-  auto [rc4, log4] = test::run_command(cat(DRO_BINARY, " score --pickscore --dir ", tmp / "set", " --quiet"));
+  auto [rc4, log4] =
+      test::run_command(cat(DRO_BINARY, " score --pickscore --dir ", tmp / "set", " --quiet"));
   EXPECT_NE(rc4, 0);
   EXPECT_NE(log4.find("--pickscore-model"), std::string::npos) << log4;
   auto [rc5, log5] = test::run_command(cat(DRO_BINARY, " score --clip --dir ", tmp / "set",
@@ -180,10 +186,11 @@ TEST(CliScore, BadInputIsAClearError) {
   EXPECT_NE(rc5, 0);
   EXPECT_NE(log5.find("/nonexistent/clip"), std::string::npos) << log5;
   // A checkpoint of the wrong model names the keys.
-  auto [rc6, log6] = test::run_command(cat(DRO_BINARY, " score --hpsv2 --dir ", tmp / "set", " --hpsv2-checkpoint ",
-                                           test::scorer_fixtures() / "aesthetic-tiny" / "sa_0_4_vit_l_14_linear.pth",
-                                           " --hpsv2-config ", test::scorer_fixtures() / "hpsv2-tiny" / "ViT-H-14.json",
-                                           " --open-clip-tokenizer ", test::scorer_fixtures() / "clip-vit-h-14-tiny"));
+  auto [rc6, log6] = test::run_command(
+      cat(DRO_BINARY, " score --hpsv2 --dir ", tmp / "set", " --hpsv2-checkpoint ",
+          test::scorer_fixtures() / "aesthetic-tiny" / "sa_0_4_vit_l_14_linear.pth",
+          " --hpsv2-config ", test::scorer_fixtures() / "hpsv2-tiny" / "ViT-H-14.json",
+          " --open-clip-tokenizer ", test::scorer_fixtures() / "clip-vit-h-14-tiny"));
   EXPECT_NE(rc6, 0);
   EXPECT_NE(log6.find("unexpected 2: 'bias' 'weight'"), std::string::npos) << log6;
   // No scorer chosen.
@@ -197,16 +204,19 @@ TEST(CliScore, ModelsFileGivesThePaths) {
   test::TempDir tmp;
   make_test_set(tmp / "set");
   const fs::path s = test::scorer_fixtures();
-  io::write_file_atomically(tmp / "models.toml",
-                            cat("[models]\naesthetic_clip_model = \"", (s / "clip-vit-l-14-tiny").string(),
-                                "\"\naestheticv2-head = '", (s / "aesthetic-tiny" / "sac+logos+ava1-l14-linearMSE.pth").string(), "'\n"));
-  auto [rc, log] = test::run_command(cat(DRO_BINARY, " score --aestheticv2 --dir ", tmp / "set", " --models ",
-                                         tmp / "models.toml", " --out ", tmp / "a.jsonl", " --quiet"));
+  io::write_file_atomically(
+      tmp / "models.toml",
+      cat("[models]\naesthetic_clip_model = \"", (s / "clip-vit-l-14-tiny").string(),
+          "\"\naestheticv2-head = '",
+          (s / "aesthetic-tiny" / "sac+logos+ava1-l14-linearMSE.pth").string(), "'\n"));
+  auto [rc, log] =
+      test::run_command(cat(DRO_BINARY, " score --aestheticv2 --dir ", tmp / "set", " --models ",
+                            tmp / "models.toml", " --out ", tmp / "a.jsonl", " --quiet"));
   ASSERT_EQ(rc, 0) << log;
   EXPECT_EQ(read_jsonl(tmp / "a.jsonl").size(), 72u);
   io::write_file_atomically(tmp / "bad.json", "{\"pickscore_modle\": \"x\"}");
-  auto [rc2, log2] = test::run_command(cat(DRO_BINARY, " score --pickscore --dir ", tmp / "set", " --models ",
-                                           tmp / "bad.json"));
+  auto [rc2, log2] = test::run_command(
+      cat(DRO_BINARY, " score --pickscore --dir ", tmp / "set", " --models ", tmp / "bad.json"));
   EXPECT_NE(rc2, 0);
   EXPECT_NE(log2.find("pickscore_modle"), std::string::npos) << log2;
 }
@@ -216,10 +226,12 @@ TEST(CliScore, TwoRanksGiveTheSameScores) {
   DRO_REQUIRE_GLOO();
   test::TempDir tmp;
   make_test_set(tmp / "set");
-  const std::string flags = cat(" score --dir ", tmp / "set", " --pickscore --aestheticv1", model_flags(), " --quiet --batch-size 7");
+  const std::string flags = cat(" score --dir ", tmp / "set", " --pickscore --aestheticv1",
+                                model_flags(), " --quiet --batch-size 7");
   auto [rc1, log1] = test::run_command(cat(DRO_BINARY, flags, " --out ", tmp / "one.jsonl"));
   ASSERT_EQ(rc1, 0) << log1;
-  auto [rc2, log2] = test::run_command(cat(DRO_BINARY, " launch --nproc 2 --master-port 0 --", flags, " --out ", tmp / "two.jsonl"));
+  auto [rc2, log2] = test::run_command(
+      cat(DRO_BINARY, " launch --nproc 2 --master-port 0 --", flags, " --out ", tmp / "two.jsonl"));
   ASSERT_EQ(rc2, 0) << log2;
   const auto a = read_jsonl(tmp / "one.jsonl"), b = read_jsonl(tmp / "two.jsonl");
   ASSERT_EQ(a.size(), b.size());

@@ -49,11 +49,14 @@ torch::Tensor stack_pixels(const std::map<std::string, torch::Tensor>& g,
   return torch::stack(rows);
 }
 
-torch::Tensor normalized(const torch::Tensor& x) { return x / x.norm(2, -1, true); }
+torch::Tensor normalized(const torch::Tensor& x) {
+  return x / x.norm(2, -1, true);
+}
 
 TEST(ClipModelConfig, LegacyDictsOverrideWithDefaultsAndTopLevelProjection) {
   DRO_REQUIRE_SCORER_FIXTURES();
-  const auto h = ClipModelConfig::load(test::scorer_fixtures() / "clip-vit-h-14-tiny" / "config.json");
+  const auto h =
+      ClipModelConfig::load(test::scorer_fixtures() / "clip-vit-h-14-tiny" / "config.json");
   EXPECT_EQ(h.projection_dim, 8);  // top level, not the sub-configs' 512
   EXPECT_EQ(h.vision.hidden_act, "gelu");
   EXPECT_EQ(h.vision.image_size, 42);
@@ -61,7 +64,8 @@ TEST(ClipModelConfig, LegacyDictsOverrideWithDefaultsAndTopLevelProjection) {
   EXPECT_EQ(h.text.eos_token_id, 2);  // legacy: argmax pooling
   EXPECT_EQ(h.text.max_position_embeddings, 77);
 
-  const auto l = ClipModelConfig::load(test::scorer_fixtures() / "clip-vit-l-14-tiny" / "config.json");
+  const auto l =
+      ClipModelConfig::load(test::scorer_fixtures() / "clip-vit-l-14-tiny" / "config.json");
   EXPECT_EQ(l.projection_dim, 768);
   EXPECT_EQ(l.vision.hidden_act, "quick_gelu");
   EXPECT_EQ(l.vision.image_size, 32);
@@ -85,11 +89,13 @@ TEST(ClipModelConfig, LegacyDictsOverrideWithDefaultsAndTopLevelProjection) {
 
 TEST(ClipModel, KeysEqualTheCheckpoint) {
   DRO_REQUIRE_SCORER_FIXTURES();
-  ClipModel model(ClipModelConfig::load(test::scorer_fixtures() / "clip-vit-h-14-tiny" / "config.json"));
+  ClipModel model(
+      ClipModelConfig::load(test::scorer_fixtures() / "clip-vit-h-14-tiny" / "config.json"));
   std::set<std::string> ours;
   for (const auto& [k, t] : nn::state_tensors(*model)) ours.insert(k);
   std::set<std::string> file;
-  const auto st = io::SafetensorsFile::open(test::scorer_fixtures() / "clip-vit-h-14-tiny" / "model.safetensors");
+  const auto st = io::SafetensorsFile::open(test::scorer_fixtures() / "clip-vit-h-14-tiny" /
+                                            "model.safetensors");
   for (const auto& ti : st->tensors()) file.insert(ti.name);
   EXPECT_EQ(ours, file);
 }
@@ -108,8 +114,10 @@ TEST(ClipModel, PickScoreEmbeddingsAndScoresMatchTransformers) {
       model->logit_scale.exp() * torch::matmul(normalized(img), normalized(txt).t());
   EXPECT_TRUE(close("pickscore scores", scores, g.at("scores"), 2e-3));
   // The batch's padding never changes an embedding (causal text tower).
-  const torch::Tensor three = model->get_text_features(g.at("batch3.input_ids"), g.at("batch3.attention_mask"));
-  EXPECT_TRUE(close("pickscore batch3 text_embeds", three, g.at("text_embeds_single").narrow(0, 0, 3), 1e-5));
+  const torch::Tensor three =
+      model->get_text_features(g.at("batch3.input_ids"), g.at("batch3.attention_mask"));
+  EXPECT_TRUE(close("pickscore batch3 text_embeds", three,
+                    g.at("text_embeds_single").narrow(0, 0, 3), 1e-5));
 }
 
 TEST(ClipModel, PytorchBinLoadsTheSameWeights) {
@@ -131,7 +139,8 @@ TEST(ClipModel, VisionTowerAloneGivesTheAestheticEmbeddings) {
   DRO_REQUIRE_SCORER_FIXTURES();
   torch::NoGradGuard no_grad;
   auto g = golden("aesthetic.safetensors");
-  auto model = load_clip_model(test::scorer_fixtures() / "clip-vit-l-14-tiny", ClipTowers{false, true});
+  auto model =
+      load_clip_model(test::scorer_fixtures() / "clip-vit-l-14-tiny", ClipTowers{false, true});
   EXPECT_FALSE(model->text_model);
   const torch::Tensor img = model->get_image_features(stack_pixels(g, image_stems()));
   EXPECT_TRUE(close("aesthetic image_embeds", img, g.at("image_embeds"), 1e-5));
@@ -142,8 +151,10 @@ TEST(ClipModel, VisionTowerAloneGivesTheAestheticEmbeddings) {
 TEST(OpenClip, ConfigsBecomeTheSameModel) {
   DRO_REQUIRE_SCORER_FIXTURES();
   const auto a = OpenClipConfig::load(test::scorer_fixtures() / "hpsv2-tiny" / "ViT-H-14.json");
-  const auto b = OpenClipConfig::load(test::scorer_fixtures() / "clip-vit-h-14-tiny" / "open_clip_config.json");
-  const auto hf = ClipModelConfig::load(test::scorer_fixtures() / "clip-vit-h-14-tiny" / "config.json");
+  const auto b = OpenClipConfig::load(test::scorer_fixtures() / "clip-vit-h-14-tiny" /
+                                      "open_clip_config.json");
+  const auto hf =
+      ClipModelConfig::load(test::scorer_fixtures() / "clip-vit-h-14-tiny" / "config.json");
   for (const auto* c : {&a.clip, &b.clip}) {
     EXPECT_EQ(c->projection_dim, hf.projection_dim);
     EXPECT_EQ(c->vision.hidden_size, hf.vision.hidden_size);
@@ -160,9 +171,11 @@ TEST(OpenClip, ConfigsBecomeTheSameModel) {
   EXPECT_EQ(h14.clip.vision.intermediate_size, 5120);
   EXPECT_EQ(h14.clip.text.intermediate_size, 4096);
   EXPECT_EQ(h14.clip.projection_dim, 1024);
-  io::OrderedJson timm = {{"embed_dim", 8},
-                          {"vision_cfg", {{"timm_model_name", "vit"}, {"width", 16}, {"layers", 1}, {"patch_size", 14}}},
-                          {"text_cfg", {{"width", 4}, {"heads", 2}}}};
+  io::OrderedJson timm = {
+      {"embed_dim", 8},
+      {"vision_cfg",
+       {{"timm_model_name", "vit"}, {"width", 16}, {"layers", 1}, {"patch_size", 14}}},
+      {"text_cfg", {{"width", 4}, {"heads", 2}}}};
   EXPECT_THROW(OpenClipConfig::from_json(timm, "timm.json"), UsageError);
 }
 
@@ -185,10 +198,12 @@ TEST(OpenClip, Hpsv2EmbeddingsMatchTheReference) {
   DRO_REQUIRE_SCORER_FIXTURES();
   torch::NoGradGuard no_grad;
   auto g = golden("hpsv2.safetensors");
-  auto model = load_open_clip_model(OpenClipConfig::load(test::scorer_fixtures() / "hpsv2-tiny" / "ViT-H-14.json"),
-                                    io::torch_state_dict(test::scorer_fixtures() / "hpsv2-tiny" / "HPS_v2_compressed.pt"),
-                                    {}, "HPS_v2_compressed.pt");
-  const torch::Tensor img = model->get_image_features(stack_pixels(g, image_stems(), g.at("valid")));
+  auto model = load_open_clip_model(
+      OpenClipConfig::load(test::scorer_fixtures() / "hpsv2-tiny" / "ViT-H-14.json"),
+      io::torch_state_dict(test::scorer_fixtures() / "hpsv2-tiny" / "HPS_v2_compressed.pt"), {},
+      "HPS_v2_compressed.pt");
+  const torch::Tensor img =
+      model->get_image_features(stack_pixels(g, image_stems(), g.at("valid")));
   EXPECT_TRUE(close("hpsv2 image_embeds", img, g.at("image_embeds"), 1e-5));
   const torch::Tensor txt = model->get_text_features(g.at("input_ids"));
   EXPECT_TRUE(close("hpsv2 text_embeds", txt, g.at("text_embeds"), 1e-5));
@@ -207,7 +222,8 @@ TEST(OpenClip, ClipScoreEmbeddingsMatchTheReference) {
   auto model = load_open_clip_model(OpenClipConfig::load(dir / "open_clip_config.json"),
                                     io::torch_state_dict(dir / "open_clip_pytorch_model.bin"), {},
                                     "open_clip_pytorch_model.bin");
-  const torch::Tensor img = model->get_image_features(stack_pixels(pixels, image_stems(), g.at("valid")));
+  const torch::Tensor img =
+      model->get_image_features(stack_pixels(pixels, image_stems(), g.at("valid")));
   EXPECT_TRUE(close("clip image_embeds", img, g.at("image_embeds"), 1e-5));
   const torch::Tensor txt = model->get_text_features(g.at("input_ids"));
   EXPECT_TRUE(close("clip text_embeds", txt, g.at("text_embeds"), 1e-5));
@@ -219,7 +235,8 @@ TEST(OpenClip, ClipScoreEmbeddingsMatchTheReference) {
 TEST(OpenClip, BadStateDictsNameTheKeys) {
   DRO_REQUIRE_SCORER_FIXTURES();
   const auto cfg = OpenClipConfig::load(test::scorer_fixtures() / "hpsv2-tiny" / "ViT-H-14.json");
-  auto state = io::torch_state_dict(test::scorer_fixtures() / "hpsv2-tiny" / "HPS_v2_compressed.pt");
+  auto state =
+      io::torch_state_dict(test::scorer_fixtures() / "hpsv2-tiny" / "HPS_v2_compressed.pt");
   auto extra = state;
   extra["visual.bogus.weight"] = torch::zeros({1});
   try {
@@ -234,7 +251,8 @@ TEST(OpenClip, BadStateDictsNameTheKeys) {
     load_open_clip_model(cfg, missing, {}, "missing.pt");
     FAIL() << "a missing key loaded";
   } catch (const IoError& e) {
-    EXPECT_NE(std::string(e.what()).find("transformer.resblocks.1.attn.in_proj_weight"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("transformer.resblocks.1.attn.in_proj_weight"),
+              std::string::npos)
         << e.what();
   }
   auto wrong = state;

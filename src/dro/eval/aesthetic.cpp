@@ -8,8 +8,8 @@
 
 #include "dro/core/error.h"
 #include "dro/core/sha256.h"
-#include "dro/io/weights.h"
 #include "dro/eval/scorer_impl.h"
+#include "dro/io/weights.h"
 #include "dro/vision/clip_image_processor.h"
 #include "dro/vision/decode.h"
 
@@ -76,34 +76,43 @@ class AestheticScorer : public Scorer {
   AestheticScorer(const ScorerModels& m, const ScorerOptions& o, bool v1, bool v2) {
     if (!v1 && !v2) throw UsageError("[aesthetic] neither v1 nor v2 asked for");
     require_path(m.aesthetic_clip_model, "--aesthetic-clip-model", true);
-    processor_ = vision::ClipImageProcessor::from_pretrained(m.aesthetic_clip_model / "preprocessor_config.json");
+    processor_ = vision::ClipImageProcessor::from_pretrained(m.aesthetic_clip_model /
+                                                             "preprocessor_config.json");
     model_ = models::load_clip_model(m.aesthetic_clip_model, models::ClipTowers{false, true},
                                      load_options(o));
     const fs::path clip_file = io::ComponentWeights::open(m.aesthetic_clip_model).files().front();
     const std::string clip_sha = weights_sha256(clip_file);
     const int64_t width = model_->config().projection_dim;
-    auto add = [&](const std::string& key, const fs::path& head, const char* flag, const char* version) {
+    auto add = [&](const std::string& key, const fs::path& head, const char* flag,
+                   const char* version) {
       require_path(head, flag, false);
       heads_.push_back(LinearChain::from_state(read_state_dict(head), head, width));
       ScoreKeyInfo info;
       info.key = key;
       info.name = key == "aestheticv1" ? "Aesthetic v1" : "Aesthetic v2";
       info.version = version;
-      info.units = "LAION aesthetic rating (about 1-10) of the L2-normalised CLIP ViT-L/14 image "
-                   "embedding; the prompt is not used";
+      info.units =
+          "LAION aesthetic rating (about 1-10) of the L2-normalised CLIP ViT-L/14 image "
+          "embedding; the prompt is not used";
       info.weight_files = {clip_file, head};
-      info.weights_sha256 = sha256_hex(cat(clip_file.filename().string(), ":", clip_sha, "\n",
-                                           head.filename().string(), ":", weights_sha256(head), "\n"));
+      info.weights_sha256 =
+          sha256_hex(cat(clip_file.filename().string(), ":", clip_sha, "\n",
+                         head.filename().string(), ":", weights_sha256(head), "\n"));
       keys_.push_back(info);
     };
-    if (v1) add("aestheticv1", m.aestheticv1_head, "--aestheticv1-head", "LAION aesthetic predictor v1 (linear head)");
-    if (v2) add("aestheticv2", m.aestheticv2_head, "--aestheticv2-head", "LAION improved aesthetic predictor v2 (MLP head)");
+    if (v1)
+      add("aestheticv1", m.aestheticv1_head, "--aestheticv1-head",
+          "LAION aesthetic predictor v1 (linear head)");
+    if (v2)
+      add("aestheticv2", m.aestheticv2_head, "--aestheticv2-head",
+          "LAION improved aesthetic predictor v2 (MLP head)");
     device_ = o.device;
   }
 
   const std::vector<ScoreKeyInfo>& keys() const override { return keys_; }
 
-  torch::Tensor preprocess(const vision::PilImage& image, std::vector<std::string>&) const override {
+  torch::Tensor preprocess(const vision::PilImage& image,
+                           std::vector<std::string>&) const override {
     return processor_.preprocess(image).pixel_values;
   }
 
@@ -113,7 +122,8 @@ class AestheticScorer : public Scorer {
     const torch::Tensor embed = l2_normalize(model_->get_image_features(pixels.to(device_)));
     std::vector<std::vector<double>> out;
     for (const auto& head : heads_) {
-      const torch::Tensor s = head.forward(embed).squeeze(1).to(torch::kCPU, torch::kDouble).contiguous();
+      const torch::Tensor s =
+          head.forward(embed).squeeze(1).to(torch::kCPU, torch::kDouble).contiguous();
       out.emplace_back(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
     }
     return out;

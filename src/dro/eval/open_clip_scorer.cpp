@@ -37,7 +37,8 @@ class OpenClipScorer : public Scorer {
     ScoreKeyInfo info;
     if (hpsv2) {
       if (o.hps_version != "v2.0" && o.hps_version != "v2.1")
-        throw UsageError(cat("[hpsv2] --hps-version must be v2.0 or v2.1, got '", o.hps_version, "'"));
+        throw UsageError(
+            cat("[hpsv2] --hps-version must be v2.0 or v2.1, got '", o.hps_version, "'"));
       require_path(m.hpsv2_checkpoint, "--hpsv2-checkpoint", false);
       if (!m.hpsv2_config.empty()) {
         require_path(m.hpsv2_config, "--hpsv2-config", false);
@@ -61,16 +62,18 @@ class OpenClipScorer : public Scorer {
     // open_clip's BPE table is CLIP's: the laion repo's vocab.json / merges.txt hold it.
     if (tokenizer_dir.empty())
       for (const fs::path& d : {m.clip_model, m.pickscore_processor, m.pickscore_model})
-        if (!d.empty() && fs::is_regular_file(d / "vocab.json") && fs::is_regular_file(d / "merges.txt")) {
+        if (!d.empty() && fs::is_regular_file(d / "vocab.json") &&
+            fs::is_regular_file(d / "merges.txt")) {
           tokenizer_dir = d;
           break;
         }
     if (tokenizer_dir.empty())
-      throw UsageError("[score] --open-clip-tokenizer is required (a folder with vocab.json and "
-                       "merges.txt, e.g. of laion/CLIP-ViT-H-14-laion2B-s32B-b79K)");
+      throw UsageError(
+          "[score] --open-clip-tokenizer is required (a folder with vocab.json and "
+          "merges.txt, e.g. of laion/CLIP-ViT-H-14-laion2B-s32B-b79K)");
     require_path(tokenizer_dir, "--open-clip-tokenizer", true);
-    tokenizer_ = std::make_unique<text::OpenClipTokenizer>(
-        text::OpenClipTokenizer::load(tokenizer_dir));
+    tokenizer_ =
+        std::make_unique<text::OpenClipTokenizer>(text::OpenClipTokenizer::load(tokenizer_dir));
     context_length_ = config.context_length;
     transform_.image_size = static_cast<int>(config.clip.vision.image_size);
     transform_.mean = config.mean;
@@ -86,14 +89,17 @@ class OpenClipScorer : public Scorer {
 
   const std::vector<ScoreKeyInfo>& keys() const override { return keys_; }
 
-  torch::Tensor preprocess(const vision::PilImage& image, std::vector<std::string>& notes) const override {
+  torch::Tensor preprocess(const vision::PilImage& image,
+                           std::vector<std::string>& notes) const override {
     auto r = vision::open_clip_transform(image, transform_);
     if (r.reference_rgba)
-      notes.push_back("RGBA image: the reference keeps 4 channels and fails its 3-channel check; "
-                      "the alpha channel was dropped (as convert('RGB') does)");
+      notes.push_back(
+          "RGBA image: the reference keeps 4 channels and fails its 3-channel check; "
+          "the alpha channel was dropped (as convert('RGB') does)");
     if (r.reference_not_square)
-      notes.push_back("non-square image whose longest side already equals the model size: the "
-                      "reference neither resizes nor pads it and then fails; it was padded");
+      notes.push_back(
+          "non-square image whose longest side already equals the model size: the "
+          "reference neither resizes nor pads it and then fails; it was padded");
     return r.pixel_values;
   }
 

@@ -24,18 +24,21 @@ class PickScoreScorer : public Scorer {
     require_path(proc, "--pickscore-processor", true);
     for (const char* f : {"preprocessor_config.json", "vocab.json", "merges.txt"})
       if (!fs::is_regular_file(proc / f))
-        throw UsageError(cat("[pickscore] ", proc.string(), " has no ", f, "; point --pickscore-processor at ",
+        throw UsageError(cat("[pickscore] ", proc.string(), " has no ", f,
+                             "; point --pickscore-processor at ",
                              "the processor files (the official code takes them from ",
                              "laion/CLIP-ViT-H-14-laion2B-s32B-b79K)"));
     processor_ = vision::ClipImageProcessor::from_pretrained(proc / "preprocessor_config.json");
-    tokenizer_ = std::make_unique<text::ClipTokenizer>(text::ClipTokenizer::load(proc, text::ClipTextOptions::fast_tokenizer()));
+    tokenizer_ = std::make_unique<text::ClipTokenizer>(
+        text::ClipTokenizer::load(proc, text::ClipTextOptions::fast_tokenizer()));
     model_ = models::load_clip_model(m.pickscore_model, {}, load_options(o));
     const fs::path file = io::ComponentWeights::open(m.pickscore_model).files().front();
     ScoreKeyInfo info;
     info.key = "pickscore";
     info.name = "PickScore";
     info.version = cat("PickScore (", m.pickscore_model.filename().string(), ")");
-    info.units = "logit_scale.exp() x cosine(image, prompt) embeddings (PickScore_v1: 100 x cosine)";
+    info.units =
+        "logit_scale.exp() x cosine(image, prompt) embeddings (PickScore_v1: 100 x cosine)";
     info.weight_files = {file};
     info.weights_sha256 = weights_sha256(file);
     keys_ = {info};
@@ -43,7 +46,8 @@ class PickScoreScorer : public Scorer {
 
   const std::vector<ScoreKeyInfo>& keys() const override { return keys_; }
 
-  torch::Tensor preprocess(const vision::PilImage& image, std::vector<std::string>&) const override {
+  torch::Tensor preprocess(const vision::PilImage& image,
+                           std::vector<std::string>&) const override {
     return processor_.preprocess(image).pixel_values;
   }
 
@@ -52,8 +56,8 @@ class PickScoreScorer : public Scorer {
     torch::NoGradGuard no_grad;
     const auto text = tokenizer_->tokenize_batch(prompts);
     const torch::Tensor img = l2_normalize(model_->get_image_features(pixels.to(device_)));
-    const torch::Tensor txt = l2_normalize(model_->get_text_features(
-        text.input_ids.to(device_), text.attention_mask.to(device_)));
+    const torch::Tensor txt = l2_normalize(
+        model_->get_text_features(text.input_ids.to(device_), text.attention_mask.to(device_)));
     const torch::Tensor s = (model_->logit_scale.to(torch::kFloat32).exp() * (img * txt).sum(-1))
                                 .to(torch::kCPU, torch::kDouble)
                                 .contiguous();

@@ -26,12 +26,15 @@ namespace {
 
 bool has_image_extension(const fs::path& p, bool png_only) {
   std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   if (png_only) return ext == ".png";
   return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
 }
 
-std::string row_id(const std::string& dir, const std::string& image) { return dir + '\n' + image; }
+std::string row_id(const std::string& dir, const std::string& image) {
+  return dir + '\n' + image;
+}
 
 // Appends JSON lines to a file, each batch flushed and fsync'd, so a crash keeps whole lines.
 class AppendLog {
@@ -92,8 +95,10 @@ int64_t read_rows(const fs::path& path, std::map<std::string, io::OrderedJson>& 
     io::OrderedJson& row = it->second;
     for (auto kv = j.begin(); kv != j.end(); ++kv) {
       if (kv.key() == "weights" && kv.value().is_object()) {
-        if (!row.contains("weights") || !row["weights"].is_object()) row["weights"] = io::OrderedJson::object();
-        for (auto w = kv.value().begin(); w != kv.value().end(); ++w) row["weights"][w.key()] = w.value();
+        if (!row.contains("weights") || !row["weights"].is_object())
+          row["weights"] = io::OrderedJson::object();
+        for (auto w = kv.value().begin(); w != kv.value().end(); ++w)
+          row["weights"][w.key()] = w.value();
       } else {
         row[kv.key()] = kv.value();
       }
@@ -165,10 +170,12 @@ std::vector<ScoreItem> list_score_items(const std::string& dir, const ListOption
                                         std::vector<std::string>* warnings) {
   const fs::path root(dir);
   if (!fs::is_directory(root))
-    throw UsageError(cat("[score] --dir ", dir, ": ", fs::exists(root) ? "is not a folder" : "does not exist"));
+    throw UsageError(
+        cat("[score] --dir ", dir, ": ", fs::exists(root) ? "is not a folder" : "does not exist"));
   std::vector<fs::path> prompt_dirs;
   for (const auto& e : fs::directory_iterator(root))
-    if (e.is_directory() && fs::is_regular_file(e.path() / "caption.txt")) prompt_dirs.push_back(e.path());
+    if (e.is_directory() && fs::is_regular_file(e.path() / "caption.txt"))
+      prompt_dirs.push_back(e.path());
   std::sort(prompt_dirs.begin(), prompt_dirs.end());
   if (prompt_dirs.empty())
     throw IoError(cat("[score] ", dir, ": no prompt folders (expected ", dir,
@@ -232,7 +239,9 @@ ScoreRunResult run_scores(const std::vector<ScorerRequest>& requests, const Scor
   std::vector<std::string> old_order;
   int64_t torn = read_rows(run.out, table, old_order);
   for (const auto& p : existing_parts(run.out)) torn += read_rows(p, table, old_order);
-  if (torn) warn(cat(torn, " unreadable line(s) in ", run.out.string(), " or its parts (an interrupted write?) ignored"));
+  if (torn)
+    warn(cat(torn, " unreadable line(s) in ", run.out.string(),
+             " or its parts (an interrupted write?) ignored"));
   group.barrier();  // every rank has read the parts before any rank appends to its own
   AppendLog log(part_path(run.out, rank));
 
@@ -265,7 +274,9 @@ ScoreRunResult run_scores(const std::vector<ScorerRequest>& requests, const Scor
     for (const auto& k : keys) names += (names.empty() ? "" : "+") + k.key;
     say(cat("[score] ", names, ": ", todo.size(), " of ", items.size(), " images to score",
             world > 1 ? cat(" on ", world, " ranks") : std::string(),
-            todo.size() < items.size() ? cat(" (", items.size() - todo.size(), " kept from ", run.out.string(), ")") : std::string()));
+            todo.size() < items.size()
+                ? cat(" (", items.size() - todo.size(), " kept from ", run.out.string(), ")")
+                : std::string()));
 
     Progress progress(names, static_cast<int64_t>(mine.size()), run.quiet || !main);
     for (size_t start = 0; start < mine.size(); start += run.batch_size) {
@@ -290,7 +301,8 @@ ScoreRunResult run_scores(const std::vector<ScorerRequest>& requests, const Scor
           if (!run.list.skip_bad_images)
             throw IoError(cat(prepared[j].error, " (--skip-bad-images skips such images)"));
           if (bad_paths.insert(item.path.string()).second)
-            std::cerr << "warning: skipped " << item.path.string() << ": " << prepared[j].error << "\n";
+            std::cerr << "warning: skipped " << item.path.string() << ": " << prepared[j].error
+                      << "\n";
           continue;
         }
         for (const auto& n : prepared[j].notes) {
@@ -311,7 +323,8 @@ ScoreRunResult run_scores(const std::vector<ScorerRequest>& requests, const Scor
           for (size_t k = 0; k < keys.size(); ++k) {
             const double v = scores[k][u];
             if (!std::isfinite(v))
-              throw Error(cat("[score] ", keys[k].key, " of ", item.path.string(), " is not finite (", v, ")"));
+              throw Error(cat("[score] ", keys[k].key, " of ", item.path.string(),
+                              " is not finite (", v, ")"));
             row[keys[k].key] = v;
             weights[keys[k].key] = keys[k].weights_sha256;
           }
@@ -325,7 +338,8 @@ ScoreRunResult run_scores(const std::vector<ScorerRequest>& requests, const Scor
             for (size_t k = 0; k < keys.size(); ++k) it->second[keys[k].key] = row[keys[k].key];
             if (!it->second.contains("weights") || !it->second["weights"].is_object())
               it->second["weights"] = io::OrderedJson::object();
-            for (size_t k = 0; k < keys.size(); ++k) it->second["weights"][keys[k].key] = keys[k].weights_sha256;
+            for (size_t k = 0; k < keys.size(); ++k)
+              it->second["weights"][keys[k].key] = keys[k].weights_sha256;
           } else {
             old_order.push_back(row_id(item.dir, item.image));
           }
@@ -342,8 +356,8 @@ ScoreRunResult run_scores(const std::vector<ScorerRequest>& requests, const Scor
     warn(cat(n, " image(s): ", note_example[head], n > 1 ? " (and others)" : ""));
 
   // Counts over the ranks, then rank 0 merges every part into OUT.
-  const auto sums = group.all_reduce_sum({static_cast<double>(result.scored),
-                                          static_cast<double>(bad_paths.size())});
+  const auto sums = group.all_reduce_sum(
+      {static_cast<double>(result.scored), static_cast<double>(bad_paths.size())});
   result.scored = static_cast<int64_t>(sums[0]);
   result.bad_images = static_cast<int64_t>(sums[1]);
   group.barrier();
@@ -375,7 +389,8 @@ ScoreRunResult run_scores(const std::vector<ScorerRequest>& requests, const Scor
         for (const auto& item : items) {
           if (item.dir != dir) continue;
           auto it = table.find(row_id(item.dir, item.image));
-          if (it == table.end() || !it->second.contains(key) || !it->second[key].is_number()) continue;
+          if (it == table.end() || !it->second.contains(key) || !it->second[key].is_number())
+            continue;
           const double v = it->second[key].get<double>();
           sum += v;
           sq += v * v;

@@ -55,7 +55,7 @@ struct ScoreRunOptions {
   std::vector<std::string> dirs;
   std::filesystem::path out;  // the JSONL
   int batch_size = 32;
-  int workers = 2;            // threads decoding and preprocessing images
+  int workers = 2;  // threads decoding and preprocessing images
   ListOptions list;
   bool replace_small_images = true;  // score.py: an image under 10 px becomes black 512x512 RGB
   bool quiet = false;
@@ -73,9 +73,9 @@ struct ScoreRunResult {
   std::vector<std::string> key_order;
   std::vector<ScoreKeyInfo> scorers;
   int64_t images = 0;
-  int64_t scored = 0;       // image x scorer-key values computed by this run (all ranks)
-  int64_t reused = 0;       // values kept from an earlier run
-  int64_t bad_images = 0;   // skipped with --skip-bad-images
+  int64_t scored = 0;      // image x scorer-key values computed by this run (all ranks)
+  int64_t reused = 0;      // values kept from an earlier run
+  int64_t bad_images = 0;  // skipped with --skip-bad-images
   std::filesystem::path summary_json, summary_md;
 };
 

@@ -19,9 +19,8 @@ namespace fs = std::filesystem;
 io::OrderedJson ScoreKeyInfo::to_json() const {
   io::OrderedJson files = io::OrderedJson::array();
   for (const auto& f : weight_files) files.push_back(f.string());
-  return {{"key", key},         {"name", name},
-          {"version", version}, {"units", units},
-          {"weights", files},   {"weights_sha256", weights_sha256}};
+  return {{"key", key},     {"name", name},     {"version", version},
+          {"units", units}, {"weights", files}, {"weights_sha256", weights_sha256}};
 }
 
 namespace {
@@ -49,7 +48,8 @@ const std::vector<ModelField>& model_fields() {
 
 ScorerModels ScorerModels::from_json(const io::OrderedJson& j, const fs::path& base,
                                      const std::string& where) {
-  if (!j.is_object()) throw UsageError(cat("[score] ", where, ": expected an object of model paths"));
+  if (!j.is_object())
+    throw UsageError(cat("[score] ", where, ": expected an object of model paths"));
   ScorerModels m;
   for (auto it = j.begin(); it != j.end(); ++it) {
     std::string key = it.key();
@@ -68,7 +68,8 @@ ScorerModels ScorerModels::from_json(const io::OrderedJson& j, const fs::path& b
     if (!known) {
       std::string names;
       for (const auto& f : model_fields()) names += cat(names.empty() ? "" : ", ", f.key);
-      throw UsageError(cat("[score] ", where, ": unknown key '", it.key(), "' (known: ", names, ")"));
+      throw UsageError(
+          cat("[score] ", where, ": unknown key '", it.key(), "' (known: ", names, ")"));
     }
   }
   return m;
@@ -83,21 +84,30 @@ std::unique_ptr<Scorer> make_scorer(ScorerKind kind, const ScorerModels& models,
                                     const ScorerOptions& options, bool aesthetic_v1,
                                     bool aesthetic_v2) {
   if (options.dtype != torch::kFloat32 && !options.device.is_cuda())
-    throw UsageError("[score] --dtype bf16/fp16 needs a CUDA device; on the CPU scores are float32");
+    throw UsageError(
+        "[score] --dtype bf16/fp16 needs a CUDA device; on the CPU scores are float32");
   switch (kind) {
-    case ScorerKind::kPickScore: return detail::make_pickscore(models, options);
-    case ScorerKind::kHpsv2: return detail::make_open_clip_scorer(true, models, options);
-    case ScorerKind::kClip: return detail::make_open_clip_scorer(false, models, options);
-    case ScorerKind::kAesthetic: return detail::make_aesthetic(models, options, aesthetic_v1, aesthetic_v2);
+    case ScorerKind::kPickScore:
+      return detail::make_pickscore(models, options);
+    case ScorerKind::kHpsv2:
+      return detail::make_open_clip_scorer(true, models, options);
+    case ScorerKind::kClip:
+      return detail::make_open_clip_scorer(false, models, options);
+    case ScorerKind::kAesthetic:
+      return detail::make_aesthetic(models, options, aesthetic_v1, aesthetic_v2);
   }
   throw UsageError("[score] unknown scorer");
 }
 
-std::vector<std::string> planned_keys(ScorerKind kind, const ScorerOptions& options, bool v1, bool v2) {
+std::vector<std::string> planned_keys(ScorerKind kind, const ScorerOptions& options, bool v1,
+                                      bool v2) {
   switch (kind) {
-    case ScorerKind::kPickScore: return {"pickscore"};
-    case ScorerKind::kHpsv2: return {options.hps_version == "v2.1" ? "hpsv2.1" : "hpsv2"};
-    case ScorerKind::kClip: return {"clip"};
+    case ScorerKind::kPickScore:
+      return {"pickscore"};
+    case ScorerKind::kHpsv2:
+      return {options.hps_version == "v2.1" ? "hpsv2.1" : "hpsv2"};
+    case ScorerKind::kClip:
+      return {"clip"};
     case ScorerKind::kAesthetic: {
       std::vector<std::string> keys;
       if (v1) keys.push_back("aestheticv1");
@@ -113,9 +123,9 @@ namespace detail {
 void require_path(const fs::path& path, const std::string& flag, bool folder) {
   if (path.empty()) throw UsageError(cat("[score] ", flag, " is required for this score"));
   if (folder ? !fs::is_directory(path) : !fs::is_regular_file(path))
-    throw UsageError(cat("[score] ", flag, " ", path.string(), ": ",
-                         fs::exists(path) ? (folder ? "is not a folder" : "is not a file")
-                                          : "does not exist"));
+    throw UsageError(
+        cat("[score] ", flag, " ", path.string(), ": ",
+            fs::exists(path) ? (folder ? "is not a folder" : "is not a file") : "does not exist"));
 }
 
 nn::LoadOptions load_options(const ScorerOptions& options) {
@@ -133,8 +143,10 @@ torch::Tensor l2_normalize(const torch::Tensor& x) {
 namespace {
 
 fs::path sha_cache_file() {
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return fs::path(x) / "dro" / "sha256.json";
-  if (const char* h = std::getenv("HOME"); h && *h) return fs::path(h) / ".cache" / "dro" / "sha256.json";
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x)
+    return fs::path(x) / "dro" / "sha256.json";
+  if (const char* h = std::getenv("HOME"); h && *h)
+    return fs::path(h) / ".cache" / "dro" / "sha256.json";
   return {};
 }
 

@@ -47,12 +47,12 @@ class Scorer {
 
 // Where the model files are (all local paths; nothing is downloaded). Empty = not given.
 struct ScorerModels {
-  std::filesystem::path pickscore_model;      // CLIPModel folder (PickScore_v1)
-  std::filesystem::path pickscore_processor;  // preprocessor + tokenizer files (default: model)
-  std::filesystem::path hpsv2_checkpoint;     // HPS_v2_compressed.pt / HPS_v2.1_compressed.pt
-  std::filesystem::path hpsv2_config;         // open_clip model config (default: ViT-H-14)
-  std::filesystem::path open_clip_tokenizer;  // vocab.json + merges.txt
-  std::filesystem::path clip_model;           // open_clip folder (laion ViT-H-14)
+  std::filesystem::path pickscore_model;       // CLIPModel folder (PickScore_v1)
+  std::filesystem::path pickscore_processor;   // preprocessor + tokenizer files (default: model)
+  std::filesystem::path hpsv2_checkpoint;      // HPS_v2_compressed.pt / HPS_v2.1_compressed.pt
+  std::filesystem::path hpsv2_config;          // open_clip model config (default: ViT-H-14)
+  std::filesystem::path open_clip_tokenizer;   // vocab.json + merges.txt
+  std::filesystem::path clip_model;            // open_clip folder (laion ViT-H-14)
   std::filesystem::path aesthetic_clip_model;  // CLIPModel folder (openai ViT-L/14)
   std::filesystem::path aestheticv1_head;
   std::filesystem::path aestheticv2_head;

@@ -58,8 +58,8 @@ OrderedJson read_flat_toml(const std::filesystem::path& path, const std::string&
       // TOML scalars are valid JSON for basic strings, numbers and booleans.
       j[key] = OrderedJson::parse(val);
     } catch (const std::exception&) {
-      throw UsageError(cat("[config] ", path.string(), ":", n, ": cannot read the value of '", key,
-                           "': ", val));
+      throw UsageError(
+          cat("[config] ", path.string(), ":", n, ": cannot read the value of '", key, "': ", val));
     }
   }
   return j;

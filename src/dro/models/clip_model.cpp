@@ -10,12 +10,12 @@ namespace {
 // transformers 4.47 CLIPTextConfig defaults that differ from the Stable Diffusion text encoders'
 // legacy files (bos/eos 49406/49407 since the eos-pooling fix).
 io::OrderedJson clip_text_defaults() {
-  return {{"vocab_size", 49408},       {"hidden_size", 512},
-          {"intermediate_size", 2048}, {"projection_dim", 512},
-          {"num_hidden_layers", 12},   {"num_attention_heads", 8},
+  return {{"vocab_size", 49408},           {"hidden_size", 512},
+          {"intermediate_size", 2048},     {"projection_dim", 512},
+          {"num_hidden_layers", 12},       {"num_attention_heads", 8},
           {"max_position_embeddings", 77}, {"hidden_act", "quick_gelu"},
-          {"layer_norm_eps", 1e-5},    {"pad_token_id", 1},
-          {"bos_token_id", 49406},     {"eos_token_id", 49407}};
+          {"layer_norm_eps", 1e-5},        {"pad_token_id", 1},
+          {"bos_token_id", 49406},         {"eos_token_id", 49407}};
 }
 
 io::OrderedJson clip_vision_defaults() {
@@ -48,7 +48,9 @@ io::OrderedJson merged_sub_config(const io::OrderedJson& j, const std::string& n
   return out;
 }
 
-bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+bool starts_with(const std::string& s, const char* prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
 
 }  // namespace
 
@@ -60,7 +62,8 @@ ClipModelConfig ClipModelConfig::from_json(const io::OrderedJson& j, const std::
   text["architectures"] = io::OrderedJson::array({"CLIPTextModel"});
   c.text = text::ClipTextConfig::from_json(text, where + " text_config");
   c.vision = ClipVisionConfig::from_json(
-      merged_sub_config(j, "vision_config", clip_vision_defaults(), where), where + " vision_config");
+      merged_sub_config(j, "vision_config", clip_vision_defaults(), where),
+      where + " vision_config");
   // The sub-configs' projection_dim is a default nobody reads: CLIPModel takes the top-level one.
   c.projection_dim = io::get_or<int64_t>(j, "projection_dim", 512, where);
   c.logit_scale_init_value = io::get_or<double>(j, "logit_scale_init_value", 2.6592, where);
@@ -88,8 +91,8 @@ ClipModelImpl::ClipModelImpl(ClipModelConfig config, ClipTowers towers)
     vision_model = register_module("vision_model", ClipVisionTransformer(config_.vision));
     visual_projection = register_module("visual_projection", proj(config_.vision.hidden_size));
   }
-  logit_scale =
-      register_parameter("logit_scale", torch::tensor(config_.logit_scale_init_value).to(torch::kFloat));
+  logit_scale = register_parameter("logit_scale",
+                                   torch::tensor(config_.logit_scale_init_value).to(torch::kFloat));
 }
 
 torch::Tensor ClipModelImpl::get_image_features(const torch::Tensor& pixel_values) {

@@ -48,7 +48,8 @@ struct ClipModelImpl : torch::nn::Module {
 
   const ClipModelConfig& config() const { return config_; }
   const ClipTowers& towers() const { return towers_; }
-  // Checkpoint keys this module holds for the towers it built (prefixes of skipped towers excluded).
+  // Checkpoint keys this module holds for the towers it built (prefixes of skipped towers
+  // excluded).
   bool wants_key(const std::string& key) const;
 
   text::ClipTextTransformer text_model{nullptr};

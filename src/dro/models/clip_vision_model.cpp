@@ -39,8 +39,8 @@ void ClipVisionConfig::validate(const std::string& where) const {
     throw UsageError(cat("[config] ", where, ": image_size ", image_size,
                          " is not a multiple of patch_size ", patch_size));
   if (!text::is_clip_activation(hidden_act))
-    throw UsageError(cat("[config] ", where, ": hidden_act '", hidden_act,
-                         "' is not supported (", text::kClipActivations, ")"));
+    throw UsageError(cat("[config] ", where, ": hidden_act '", hidden_act, "' is not supported (",
+                         text::kClipActivations, ")"));
 }
 
 ClipVisionEmbeddingsImpl::ClipVisionEmbeddingsImpl(const ClipVisionConfig& c) {
@@ -50,8 +50,8 @@ ClipVisionEmbeddingsImpl::ClipVisionEmbeddingsImpl(const ClipVisionConfig& c) {
       torch::nn::Conv2d(torch::nn::Conv2dOptions(c.num_channels, c.hidden_size, c.patch_size)
                             .stride(c.patch_size)
                             .bias(false)));
-  position_embedding = register_module(
-      "position_embedding", torch::nn::Embedding(c.num_patches() + 1, c.hidden_size));
+  position_embedding = register_module("position_embedding",
+                                       torch::nn::Embedding(c.num_patches() + 1, c.hidden_size));
 }
 
 torch::Tensor ClipVisionEmbeddingsImpl::forward(const torch::Tensor& pixel_values) {

@@ -28,8 +28,8 @@ struct ClipVisionConfig {
 
   int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
   text::ClipEncoderSizes encoder_sizes() const {
-    return {hidden_size, intermediate_size, num_attention_heads, num_hidden_layers, hidden_act,
-            layer_norm_eps};
+    return {hidden_size,       intermediate_size, num_attention_heads,
+            num_hidden_layers, hidden_act,        layer_norm_eps};
   }
   // Validated: positive sizes, heads dividing the width, patch dividing the image, known act.
   static ClipVisionConfig from_json(const io::OrderedJson& j, const std::string& where);

@@ -38,23 +38,34 @@ OpenClipConfig OpenClipConfig::from_json(const io::OrderedJson& j_in, const std:
   OpenClipConfig c;
   c.raw = j_in;
   if (!j.contains("vision_cfg") || !j.contains("text_cfg") || !j.contains("embed_dim"))
-    throw UsageError(cat("[open_clip] ", where,
-                         ": expected an open_clip model config with embed_dim, vision_cfg, text_cfg"));
+    throw UsageError(
+        cat("[open_clip] ", where,
+            ": expected an open_clip model config with embed_dim, vision_cfg, text_cfg"));
   const auto& v = j["vision_cfg"];
   const auto& t = j["text_cfg"];
   refuse_unsupported(j, "model", {{"custom_text", false}}, where);
   refuse_unsupported(v, "vision_cfg",
-                     {{"timm_model_name", nullptr}, {"ls_init_value", nullptr},
-                      {"global_average_pool", false}, {"attentional_pool", false},
-                      {"input_patchnorm", false}, {"no_ln_pre", false},
-                      {"final_ln_after_pool", false}, {"pool_type", "tok"},
-                      {"act_kwargs", nullptr}, {"norm_kwargs", nullptr}},
+                     {{"timm_model_name", nullptr},
+                      {"ls_init_value", nullptr},
+                      {"global_average_pool", false},
+                      {"attentional_pool", false},
+                      {"input_patchnorm", false},
+                      {"no_ln_pre", false},
+                      {"final_ln_after_pool", false},
+                      {"pool_type", "tok"},
+                      {"act_kwargs", nullptr},
+                      {"norm_kwargs", nullptr}},
                      where);
   refuse_unsupported(t, "text_cfg",
-                     {{"hf_model_name", nullptr}, {"ls_init_value", nullptr},
-                      {"embed_cls", false}, {"no_causal_mask", false}, {"proj_bias", false},
-                      {"pool_type", "argmax"}, {"final_ln_after_pool", false},
-                      {"act_kwargs", nullptr}, {"norm_kwargs", nullptr}},
+                     {{"hf_model_name", nullptr},
+                      {"ls_init_value", nullptr},
+                      {"embed_cls", false},
+                      {"no_causal_mask", false},
+                      {"proj_bias", false},
+                      {"pool_type", "argmax"},
+                      {"final_ln_after_pool", false},
+                      {"act_kwargs", nullptr},
+                      {"norm_kwargs", nullptr}},
                      where);
   const bool quick_gelu = io::get_or<bool>(j, "quick_gelu", false, where);
   const std::string act = quick_gelu ? "quick_gelu" : "gelu";
@@ -99,7 +110,8 @@ OpenClipConfig OpenClipConfig::from_json(const io::OrderedJson& j_in, const std:
       if (!p.contains(key)) return;
       const auto& a = p[key];
       if (!a.is_array() || a.size() != 3)
-        throw UsageError(cat("[open_clip] ", where, ": preprocess_cfg.", key, " must be 3 numbers"));
+        throw UsageError(
+            cat("[open_clip] ", where, ": preprocess_cfg.", key, " must be 3 numbers"));
       for (int i = 0; i < 3; ++i) out[i] = a[i].get<double>();
     };
     triple("mean", c.mean);
@@ -113,12 +125,19 @@ OpenClipConfig OpenClipConfig::load(const std::filesystem::path& path) {
 }
 
 OpenClipConfig OpenClipConfig::vit_h_14() {
-  const io::OrderedJson j = {
-      {"embed_dim", 1024},
-      {"vision_cfg", {{"image_size", 224}, {"layers", 32}, {"width", 1280}, {"head_width", 80},
-                      {"patch_size", 14}}},
-      {"text_cfg", {{"context_length", 77}, {"vocab_size", 49408}, {"width", 1024},
-                    {"heads", 16}, {"layers", 24}}}};
+  const io::OrderedJson j = {{"embed_dim", 1024},
+                             {"vision_cfg",
+                              {{"image_size", 224},
+                               {"layers", 32},
+                               {"width", 1280},
+                               {"head_width", 80},
+                               {"patch_size", 14}}},
+                             {"text_cfg",
+                              {{"context_length", 77},
+                               {"vocab_size", 49408},
+                               {"width", 1024},
+                               {"heads", 16},
+                               {"layers", 24}}}};
   return from_json(j, "built-in ViT-H-14");
 }
 
@@ -131,12 +150,16 @@ std::map<std::string, torch::Tensor> open_clip_to_clip_keys(
 
   static const std::regex block(R"(^(visual\.)?transformer\.resblocks\.(\d+)\.(.+)$)");
   static const std::map<std::string, std::string> in_block = {
-      {"ln_1.weight", "layer_norm1.weight"},     {"ln_1.bias", "layer_norm1.bias"},
-      {"ln_2.weight", "layer_norm2.weight"},     {"ln_2.bias", "layer_norm2.bias"},
+      {"ln_1.weight", "layer_norm1.weight"},
+      {"ln_1.bias", "layer_norm1.bias"},
+      {"ln_2.weight", "layer_norm2.weight"},
+      {"ln_2.bias", "layer_norm2.bias"},
       {"attn.out_proj.weight", "self_attn.out_proj.weight"},
       {"attn.out_proj.bias", "self_attn.out_proj.bias"},
-      {"mlp.c_fc.weight", "mlp.fc1.weight"},     {"mlp.c_fc.bias", "mlp.fc1.bias"},
-      {"mlp.c_proj.weight", "mlp.fc2.weight"},   {"mlp.c_proj.bias", "mlp.fc2.bias"}};
+      {"mlp.c_fc.weight", "mlp.fc1.weight"},
+      {"mlp.c_fc.bias", "mlp.fc1.bias"},
+      {"mlp.c_proj.weight", "mlp.fc2.weight"},
+      {"mlp.c_proj.bias", "mlp.fc2.bias"}};
   static const std::map<std::string, std::string> plain = {
       {"visual.class_embedding", "vision_model.embeddings.class_embedding"},
       {"visual.positional_embedding", "vision_model.embeddings.position_embedding.weight"},
@@ -155,7 +178,8 @@ std::map<std::string, torch::Tensor> open_clip_to_clip_keys(
   std::vector<std::string> unknown, bad_shape;
   for (const auto& [raw_key, t] : state_in) {
     const std::string key = all_module ? raw_key.substr(7) : raw_key;
-    if (key == "attn_mask") continue;  // open_clip's causal mask buffer (not stored by new versions)
+    if (key == "attn_mask")
+      continue;  // open_clip's causal mask buffer (not stored by new versions)
     const bool is_visual = key.rfind("visual.", 0) == 0;
     const bool is_text = !is_visual && key != "logit_scale";
     if ((is_visual && !towers.vision) || (is_text && !towers.text)) continue;
@@ -217,11 +241,13 @@ namespace {
 // Our CLIPModel key -> the open_clip key it comes from (for messages about missing keys).
 std::string open_clip_name(const std::string& ours) {
   static const std::vector<std::pair<std::regex, std::string>> rules = {
-      {std::regex(R"(^vision_model\.encoder\.layers\.(\d+)\.self_attn\.[qkv]_proj\.(weight|bias)$)"),
+      {std::regex(
+           R"(^vision_model\.encoder\.layers\.(\d+)\.self_attn\.[qkv]_proj\.(weight|bias)$)"),
        "visual.transformer.resblocks.$1.attn.in_proj_$2"},
       {std::regex(R"(^text_model\.encoder\.layers\.(\d+)\.self_attn\.[qkv]_proj\.(weight|bias)$)"),
        "transformer.resblocks.$1.attn.in_proj_$2"},
-      {std::regex(R"(^vision_model\.encoder\.layers\.(\d+)\.)"), "visual.transformer.resblocks.$1."},
+      {std::regex(R"(^vision_model\.encoder\.layers\.(\d+)\.)"),
+       "visual.transformer.resblocks.$1."},
       {std::regex(R"(^text_model\.encoder\.layers\.(\d+)\.)"), "transformer.resblocks.$1."},
       {std::regex(R"(layer_norm1)"), "ln_1"},
       {std::regex(R"(layer_norm2)"), "ln_2"},
@@ -231,12 +257,14 @@ std::string open_clip_name(const std::string& ours) {
       {std::regex(R"(^visual_projection\.weight$)"), "visual.proj"},
       {std::regex(R"(^text_projection\.weight$)"), "text_projection"},
       {std::regex(R"(^vision_model\.embeddings\.class_embedding$)"), "visual.class_embedding"},
-      {std::regex(R"(^vision_model\.embeddings\.position_embedding\.weight$)"), "visual.positional_embedding"},
+      {std::regex(R"(^vision_model\.embeddings\.position_embedding\.weight$)"),
+       "visual.positional_embedding"},
       {std::regex(R"(^vision_model\.embeddings\.patch_embedding\.weight$)"), "visual.conv1.weight"},
       {std::regex(R"(^vision_model\.pre_layrnorm)"), "visual.ln_pre"},
       {std::regex(R"(^vision_model\.post_layernorm)"), "visual.ln_post"},
       {std::regex(R"(^text_model\.embeddings\.token_embedding)"), "token_embedding"},
-      {std::regex(R"(^text_model\.embeddings\.position_embedding\.weight$)"), "positional_embedding"},
+      {std::regex(R"(^text_model\.embeddings\.position_embedding\.weight$)"),
+       "positional_embedding"},
       {std::regex(R"(^text_model\.final_layer_norm)"), "ln_final"}};
   std::string s = ours;
   for (const auto& [re, to] : rules) s = std::regex_replace(s, re, to);
@@ -246,9 +274,8 @@ std::string open_clip_name(const std::string& ours) {
 }  // namespace
 
 ClipModel load_open_clip_model(const OpenClipConfig& config,
-                               const std::map<std::string, torch::Tensor>& state,
-                               ClipTowers towers, const std::string& where,
-                               nn::LoadOptions options) {
+                               const std::map<std::string, torch::Tensor>& state, ClipTowers towers,
+                               const std::string& where, nn::LoadOptions options) {
   ClipModel model(config.clip, towers);
   auto mapped = open_clip_to_clip_keys(state, config.clip, towers, where);
   // Report keys the file lacks in open_clip's names, as the user's file spells them.
@@ -257,7 +284,8 @@ ClipModel load_open_clip_model(const OpenClipConfig& config,
     if (!mapped.count(name)) missing.insert(open_clip_name(name));
   if (!missing.empty()) {
     std::ostringstream os;
-    os << "[open_clip] " << where << ": missing " << missing.size() << " key(s) of the config's model:";
+    os << "[open_clip] " << where << ": missing " << missing.size()
+       << " key(s) of the config's model:";
     size_t i = 0;
     for (const auto& k : missing) {
       if (i++ == 8) {

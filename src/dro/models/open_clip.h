@@ -21,7 +21,7 @@
 namespace dro::models {
 
 struct OpenClipConfig {
-  ClipModelConfig clip;                                  // the same model in CLIPModel terms
+  ClipModelConfig clip;  // the same model in CLIPModel terms
   std::array<double, 3> mean{0.48145466, 0.4578275, 0.40821073};  // preprocess_cfg, else OpenAI's
   std::array<double, 3> std{0.26862954, 0.26130258, 0.27577711};
   int64_t context_length = 77;
@@ -43,8 +43,7 @@ std::map<std::string, torch::Tensor> open_clip_to_clip_keys(
 
 // Builds the model of `config` and loads an open_clip state dict into it (eval mode).
 ClipModel load_open_clip_model(const OpenClipConfig& config,
-                               const std::map<std::string, torch::Tensor>& state,
-                               ClipTowers towers, const std::string& where,
-                               nn::LoadOptions options = {});
+                               const std::map<std::string, torch::Tensor>& state, ClipTowers towers,
+                               const std::string& where, nn::LoadOptions options = {});
 
 }  // namespace dro::models
