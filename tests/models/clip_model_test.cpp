@@ -266,3 +266,27 @@ TEST(OpenClip, BadStateDictsNameTheKeys) {
 
 }  // namespace
 }  // namespace dro::models
+
+namespace dro::models {
+namespace {
+
+// Half-precision weights (what `dro score --dtype bf16` loads on CUDA), run here on the CPU: the
+// padding mask stays finite and the embeddings stay within bf16's ~3 significant digits.
+TEST(ClipModel, Bf16WeightsGiveCloseEmbeddings) {
+  DRO_REQUIRE_SCORER_FIXTURES();
+  torch::NoGradGuard no_grad;
+  auto g = io::load_safetensors(test::scorer_fixtures() / "golden" / "pickscore.safetensors");
+  nn::LoadOptions o;
+  o.dtype = torch::kBFloat16;
+  auto model = load_clip_model(test::scorer_fixtures() / "clip-vit-h-14-tiny", {}, o);
+  const torch::Tensor txt =
+      model->get_text_features(g.at("input_ids"), g.at("attention_mask")).to(torch::kFloat32);
+  ASSERT_TRUE(torch::isfinite(txt).all().item<bool>());
+  const double scale = g.at("text_embeds").abs().max().item<double>();
+  std::cout << "[ parity   ] bf16 text_embeds: max |diff| = "
+            << test::max_abs_diff(txt, g.at("text_embeds")) << " (scale " << scale << ")\n";
+  EXPECT_TRUE(test::allclose(txt, g.at("text_embeds"), 0.05 * scale));
+}
+
+}  // namespace
+}  // namespace dro::models

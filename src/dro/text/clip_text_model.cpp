@@ -130,11 +130,14 @@ ClipTextOutput ClipTextTransformerImpl::forward(const torch::Tensor& input_ids,
                            " does not match input_ids ", input_ids.sizes()));
     // transformers adds the padding mask (dtype minimum at padded keys) to the causal one:
     // mask [B, 1, S, S]; a padded query still sees the real tokens before it, so no row is empty.
-    const torch::Tensor pad = (1 - attention_mask.to(weight.device(), weight.scalar_type()))
-                                  .mul(std::numeric_limits<float>::lowest())
-                                  .view({b, 1, 1, s});
-    mask = mask.view({1, 1, s, s}).clamp_min(std::numeric_limits<float>::lowest()) + pad;
-    mask = mask.clamp_min(std::numeric_limits<float>::lowest());
+    // Built in float32 (no 0 * inf in bf16), then cast.
+    const torch::Tensor pad =
+        torch::zeros({b, 1, 1, s}, weight.options().dtype(torch::kFloat32))
+            .masked_fill(attention_mask.to(weight.device()).eq(0).view({b, 1, 1, s}),
+                         -std::numeric_limits<float>::infinity());
+    mask = (mask.to(torch::kFloat32).view({1, 1, s, s}) + pad)
+               .clamp_min(std::numeric_limits<float>::lowest())
+               .to(weight.scalar_type());
   }
 
   ClipTextOutput out;
