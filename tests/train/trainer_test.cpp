@@ -1,6 +1,7 @@
 // The trainer end to end on the tiny fixtures: runs, checkpoints in diffusers layout, resumes
 // exactly (N + N steps with a restart == 2N straight, bitwise), stops cleanly on a non-finite loss.
 #include <fstream>
+#include <limits>
 
 #include "dro/core/error.h"
 #include "dro/io/image.h"
@@ -89,6 +90,59 @@ TEST(Trainer, NonFiniteLossStopsAndKeepsTheLastState) {
   EXPECT_THROW(t.run(), Error);
   EXPECT_TRUE(fs::exists(tmp / "run/state/training_state.json"));
   EXPECT_FALSE(fs::exists(tmp / "run/ckpt-8"));
+}
+
+// Non-finite weights are never written: a save refuses, and the state on disk stays the last good
+// one, every value finite. (A model whose UNet holds an infinity stands in for a diverged run.)
+TEST(Trainer, NonFiniteWeightsAreNeverSaved) {
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  write_experts(tmp / "data", 4);
+  auto c = tiny_config("tiny-sd15", tmp / "data", tmp / "run");
+  {
+    Trainer good(c);
+    good.run();
+  }
+  const auto saved = weights(tmp / "run/state/unet.safetensors");
+  fs::copy(test::fixtures() / "tiny-sd15", tmp / "broken", fs::copy_options::recursive);
+  const fs::path unet_file = tmp / "broken/unet/diffusion_pytorch_model.safetensors";
+  io::NamedTensors t;
+  for (auto& [k, v] : weights(unet_file)) t.emplace_back(k, v);
+  t[0].second.view(-1)[0] = std::numeric_limits<float>::infinity();
+  io::save_safetensors(unet_file, t);
+  c.pretrained_model_name_or_path = (tmp / "broken").string();
+  Trainer broken(c);
+  try {
+    broken.save(true);
+    FAIL() << "non-finite weights were saved";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not finite"), std::string::npos) << e.what();
+  }
+  const auto kept = weights(tmp / "run/state/unet.safetensors");
+  ASSERT_EQ(kept.size(), saved.size());
+  for (const auto& [k, v] : saved) {
+    EXPECT_TRUE(torch::equal(kept.at(k), v)) << k;
+    EXPECT_TRUE(torch::isfinite(kept.at(k)).all().item<bool>()) << k;
+  }
+}
+
+// Temporary folders of a save that crashed (GBs for real models) are removed at the next start.
+TEST(Trainer, StaleSaveTemporariesAreRemovedAtStart) {
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  write_experts(tmp / "data", 4);
+  auto c = tiny_config("tiny-sd15", tmp / "data", tmp / "run");
+  fs::create_directories(tmp / "run/state.tmp.999999");
+  std::ofstream(tmp / "run/state.tmp.999999/unet.safetensors") << "partial";
+  fs::create_directories(tmp / "run/ckpt-2/unet.tmp.123");
+  fs::create_directories(tmp / "run/ckpt-keep");
+  Trainer t(c);
+  t.run();
+  EXPECT_FALSE(fs::exists(tmp / "run/state.tmp.999999"));
+  EXPECT_FALSE(fs::exists(tmp / "run/ckpt-2/unet.tmp.123"));
+  EXPECT_TRUE(fs::exists(tmp / "run/ckpt-2/unet/config.json"));
+  EXPECT_TRUE(fs::exists(tmp / "run/ckpt-keep"));
+  EXPECT_TRUE(fs::exists(tmp / "run/state/training_state.json"));
 }
 
 TEST(Trainer, BadExpertFoldersAreNamed) {

@@ -412,6 +412,10 @@ struct Trainer::Impl {
         if (p.grad().defined()) sq += p.grad().to(torch::kFloat64).square().sum().item<double>();
       last_grad_norm = std::sqrt(sq);
     }
+    if (!std::isfinite(last_grad_norm))
+      throw Error(cat("[train] the gradient norm became ", last_grad_norm, " at optimisation step ",
+                      opt_step + 1, " (micro-step ", step, "); stopping without writing state (the last "
+                      "saved state in ", cfg.logdir, "/state is intact). Lower --learning-rate or check the data."));
     const double rate = lr.lr(opt_step);
     for (auto& g : optimizer->param_groups())
       static_cast<torch::optim::AdamWOptions&>(g.options()).lr(rate);
@@ -509,6 +513,10 @@ struct Trainer::Impl {
   // each rank's part received over the group, then the checkpoint; the others only send.
   void save(bool checkpoint) {
     const auto prints = group->all_gather(weight_fingerprint());
+    for (int r = 0; r < world; ++r)
+      if (!std::isfinite(prints[r][0]) || !std::isfinite(prints[r][1]))
+        throw Error(cat("[train] rank ", r, "'s weights are not finite at micro-step ", step,
+                        "; not saving (the last saved state in ", cfg.logdir, "/state is intact)"));
     for (int r = 1; r < world; ++r)
       if (prints[r] != prints[0])
         throw Error(cat("[train] rank ", r, "'s weights differ from rank 0's at micro-step ", step,
@@ -564,6 +572,28 @@ struct Trainer::Impl {
     fs::remove_all(old, ec);
     if (checkpoint) write_unet_folder(logdir / cat("ckpt-", step) / "unet", /*use_ema=*/true);
     group->barrier();
+  }
+
+  // A save that crashed leaves `state.tmp.<pid>` or `ckpt-N/unet.tmp.<pid>` behind (GBs each for
+  // SD); only rank 0 writes them, and it is not saving now, so they are garbage.
+  void remove_stale_temporaries() const {
+    const fs::path logdir = cfg.logdir;
+    std::vector<fs::path> stale;
+    auto is_tmp = [](const fs::path& p, const std::string& stem) {
+      return p.filename().string().rfind(stem + ".tmp.", 0) == 0;
+    };
+    for (const auto& e : fs::directory_iterator(logdir)) {
+      if (is_tmp(e.path(), "state")) stale.push_back(e.path());
+      if (e.is_directory() && e.path().filename().string().rfind("ckpt-", 0) == 0)
+        for (const auto& f : fs::directory_iterator(e.path()))
+          if (is_tmp(f.path(), "unet")) stale.push_back(f.path());
+    }
+    for (const auto& p : stale) {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+      std::cerr << "[train] removed " << p.string() << " left by an interrupted save"
+                << (ec ? cat(" (failed: ", ec.message(), ")") : std::string()) << "\n";
+    }
   }
 
   // Tensors of `all` under "prefix/", without the prefix.
@@ -685,6 +715,7 @@ struct Trainer::Impl {
 
   void open_outputs() {
     fs::create_directories(cfg.logdir);
+    remove_stale_temporaries();
     tb = std::make_unique<TensorBoardWriter>(cfg.logdir);
     jsonl = std::make_unique<std::ofstream>(fs::path(cfg.logdir) / "metrics.jsonl", std::ios::app);
     io::write_json(fs::path(cfg.logdir) / "training_config.json", cfg.to_json());
