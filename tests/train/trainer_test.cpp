@@ -1,5 +1,6 @@
 // The trainer end to end on the tiny fixtures: runs, checkpoints in diffusers layout, resumes
 // exactly (N + N steps with a restart == 2N straight, bitwise), stops cleanly on a non-finite loss.
+#include <algorithm>
 #include <fstream>
 #include <limits>
 
@@ -124,6 +125,42 @@ TEST(Trainer, NonFiniteWeightsAreNeverSaved) {
     EXPECT_TRUE(torch::equal(kept.at(k), v)) << k;
     EXPECT_TRUE(torch::isfinite(kept.at(k)).all().item<bool>()) << k;
   }
+}
+
+// Resume refuses options that change the saved buffer's shapes, and continues on a dataset that
+// shrank since the save (its position scaled into the new, shorter order).
+TEST(Trainer, ResumeChecksOptionsAndASmallerDataset) {
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  write_experts(tmp / "data", 6);
+  auto c = tiny_config("tiny-sd15", tmp / "data", tmp / "run");
+  c.num_steps = 5;  // stops mid-epoch: the data position is 5 of 6 (one rank)
+  {
+    Trainer t(c);
+    t.run();
+  }
+  auto other = c;
+  other.resume = true;
+  other.resolution = 48;
+  try {
+    Trainer t(other);
+    t.run();
+    FAIL() << "resumed with another resolution";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("resolution: 32 -> 48"), std::string::npos) << e.what();
+  }
+  std::vector<fs::path> folders;
+  for (const auto& e : fs::directory_iterator(tmp / "data")) folders.push_back(e.path());
+  std::sort(folders.begin(), folders.end());
+  for (size_t i = 0; i + 2 < folders.size(); ++i) fs::remove_all(folders[i]);  // 2 examples left
+  auto smaller = c;
+  smaller.resume = true;
+  smaller.num_steps = 8;
+  Trainer t(smaller);
+  t.run();
+  EXPECT_EQ(t.step(), 8);
+  const auto w = weights(tmp / "run/state/unet.safetensors");
+  for (const auto& [k, v] : w) EXPECT_TRUE(torch::isfinite(v).all().item<bool>()) << k;
 }
 
 // Temporary folders of a save that crashed (GBs for real models) are removed at the next start.

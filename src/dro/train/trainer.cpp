@@ -2,12 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <cmath>
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <set>
 
 #include "dro/core/compat.h"
 #include "dro/core/device.h"
@@ -562,6 +564,7 @@ struct Trainer::Impl {
     st["weight_fingerprint"] = prints[0];
     st["rank0_epoch_position"] = {loader ? loader->epoch() : int64_t(0), loader ? loader->position() : int64_t(0)};
     st["config"] = cfg.to_json();
+    st["dataset_size"] = dataset ? dataset->size() : int64_t(0);
     io::write_json(tmp / "training_state.json", st);
     // Swap in the new state: a crash leaves either the old or the new folder complete.
     const fs::path old = logdir / "state.old";
@@ -572,6 +575,34 @@ struct Trainer::Impl {
     fs::remove_all(old, ec);
     if (checkpoint) write_unet_folder(logdir / cat("ckpt-", step) / "unet", /*use_ema=*/true);
     group->barrier();
+  }
+
+  // The options the state was saved with against this run's: differences are reported; those that
+  // change the shape of what is restored (the replay buffer's trajectories) are refused.
+  void check_saved_config(const io::OrderedJson& st, const std::string& where) const {
+    if (!st.contains("config") || !st["config"].is_object()) return;
+    const io::OrderedJson& saved = st["config"];
+    const io::OrderedJson now = cfg.to_json();
+    static const std::set<std::string> ignored = {"resume", "quiet"};
+    static const std::set<std::string> incompatible = {"resolution", "buffer_size", "buffer_batch_size",
+                                                       "buffer_num_inference_steps"};
+    std::vector<std::string> changed, refused;
+    for (auto it = now.begin(); it != now.end(); ++it) {
+      if (ignored.count(it.key()) || !saved.contains(it.key()) || saved[it.key()] == it.value()) continue;
+      const std::string line = cat(it.key(), ": ", saved[it.key()].dump(), " -> ", it.value().dump());
+      (incompatible.count(it.key()) ? refused : changed).push_back(line);
+    }
+    if (!refused.empty()) {
+      std::string list;
+      for (const auto& r : refused) list += "\n  " + r;
+      throw UsageError(cat("[train] --resume: ", where, " was saved with other options that change the shape of "
+                           "the saved replay buffer:", list, "\n  (resume with the saved values, or start a new --logdir)"));
+    }
+    if (main && !changed.empty()) {
+      std::cerr << "[train] resuming with options that differ from the saved run's:";
+      for (const auto& l : changed) std::cerr << "\n  " << l;
+      std::cerr << "\n";
+    }
   }
 
   // A save that crashed leaves `state.tmp.<pid>` or `ckpt-N/unet.tmp.<pid>` behind (GBs each for
@@ -662,6 +693,7 @@ struct Trainer::Impl {
     const auto st = nlohmann::ordered_json::parse(
         std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())));
     saved_world = static_cast<int>(st.at("world_size").get<int64_t>());
+    check_saved_config(st, where);
     torch::NoGradGuard no_grad;
     const auto weights = under(all, "shared/unet");
     for (size_t i = 0; i < params.size(); ++i) {
@@ -708,6 +740,17 @@ struct Trainer::Impl {
         epoch = p0[0];
         position = p0[1] * saved_world / world;
       }
+      // A dataset that changed size since the save (files added, removed or now skipped) keeps the
+      // same fraction of the epoch; the position never runs past the end of the new order.
+      const int64_t saved_size = st.value("dataset_size", int64_t(-1));
+      if (saved_size > 0 && dataset && saved_size != dataset->size()) {
+        if (main)
+          std::cerr << "[train] warning: the dataset had " << saved_size << " examples at the save and has "
+                    << dataset->size() << " now; the data stream continues at the same fraction of epoch "
+                    << epoch << " of the new order\n";
+        position = position * dataset->size() / saved_size;
+      }
+      position = std::clamp<int64_t>(position, 0, std::max<int64_t>(0, loader->epoch_length() - 1));
       loader->seek(epoch, position);
     }
     if (main) std::cerr << "[train] resumed from " << where << " at micro-step " << step << "\n";
