@@ -69,6 +69,7 @@ TEST(TensorBoard, Crc32cAndFraming) {
     TensorBoardWriter w(dir.path());
     w.add_scalar("loss/loss", 0.25, 3);
     w.add_text("config", "{}", 0);
+    w.add_session_start(5);
     w.flush();
     path = w.path();
   }
@@ -88,8 +89,10 @@ TEST(TensorBoard, Crc32cAndFraming) {
     pos += 12 + len + 4;
     ++records;
   }
-  EXPECT_EQ(records, 3u);
+  EXPECT_EQ(records, 4u);
   EXPECT_NE(bytes.find("brain.Event:2"), std::string::npos);
+  // The last record: step 5 (field 2, varint) and session_log (field 7) = { status: START (1) }.
+  EXPECT_NE(bytes.find(std::string("\x10\x05\x3a\x02\x08\x01", 6)), std::string::npos);
   EXPECT_NE(bytes.find("loss/loss"), std::string::npos);
 }
 

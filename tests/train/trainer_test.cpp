@@ -6,6 +6,7 @@
 
 #include "dro/core/error.h"
 #include "dro/io/image.h"
+#include "dro/io/json.h"
 #include "dro/io/safetensors.h"
 #include "dro/models/unet.h"
 #include "dro/train/trainer.h"
@@ -161,6 +162,34 @@ TEST(Trainer, ResumeChecksOptionsAndASmallerDataset) {
   EXPECT_EQ(t.step(), 8);
   const auto w = weights(tmp / "run/state/unet.safetensors");
   for (const auto& [k, v] : w) EXPECT_TRUE(torch::isfinite(v).all().item<bool>()) << k;
+}
+
+// After a resume, metrics.jsonl holds each step once: rows an interrupted run wrote past its last
+// saved state are dropped (and logged again).
+TEST(Trainer, ResumedMetricsHoldEachStepOnce) {
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  write_experts(tmp / "data", 4);
+  auto c = tiny_config("tiny-sd15", tmp / "data", tmp / "run");
+  c.num_steps = 2;
+  {
+    Trainer t(c);
+    t.run();
+  }
+  {  // what a crash after logging step 4 but before saving it leaves
+    std::ofstream m(tmp / "run/metrics.jsonl", std::ios::app);
+    m << "{\"step\": 4, \"loss/loss\": 1.0}\n{\"step\": 5, \"lo";
+  }
+  c.resume = true;
+  c.num_steps = 4;
+  Trainer t(c);
+  t.run();
+  std::vector<int64_t> steps;
+  std::ifstream in(tmp / "run/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) steps.push_back(io::OrderedJson::parse(line).at("step").get<int64_t>());
+  EXPECT_EQ(steps, (std::vector<int64_t>{2, 4}));
 }
 
 // Temporary folders of a save that crashed (GBs for real models) are removed at the next start.

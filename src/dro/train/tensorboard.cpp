@@ -111,6 +111,20 @@ void TensorBoardWriter::add_scalar(const std::string& tag, double value, int64_t
   write_record(event(step, nullptr, &summary));
 }
 
+void TensorBoardWriter::add_session_start(int64_t step) {
+  // Event.session_log = 7: SessionLog { SessionStatus status = 1 (START = 1) }
+  std::string e;
+  put_double(e, 1, now_seconds());
+  put_tag(e, 2, 0);
+  put_varint(e, static_cast<uint64_t>(step));
+  std::string log;
+  put_tag(log, 1, 0);
+  put_varint(log, 1);
+  put_bytes(e, 7, log);
+  write_record(e);
+  out_.flush();
+}
+
 void TensorBoardWriter::add_text(const std::string& tag, const std::string& text, int64_t step) {
   // Value { tag = 1; metadata = 9 { plugin_data = 1 { plugin_name = 1: "text" } }; tensor = 8 }
   // TensorProto { dtype = 1: DT_STRING (7); tensor_shape = 2 {}; string_val = 8 }

@@ -15,6 +15,9 @@ class TensorBoardWriter {
   explicit TensorBoardWriter(const std::filesystem::path& dir);
   void add_scalar(const std::string& tag, double value, int64_t step);
   void add_text(const std::string& tag, const std::string& text, int64_t step);
+  // SessionLog START at `step`: TensorBoard then drops the events of earlier files with a larger
+  // step (what a resumed run logs again), as torch's SummaryWriter(purge_step=step) does.
+  void add_session_start(int64_t step);
   void flush();
   const std::filesystem::path& path() const { return path_; }
 

@@ -760,9 +760,40 @@ struct Trainer::Impl {
     fs::create_directories(cfg.logdir);
     remove_stale_temporaries();
     tb = std::make_unique<TensorBoardWriter>(cfg.logdir);
-    jsonl = std::make_unique<std::ofstream>(fs::path(cfg.logdir) / "metrics.jsonl", std::ios::app);
+    const fs::path metrics = fs::path(cfg.logdir) / "metrics.jsonl";
+    if (cfg.resume) {
+      // The interrupted run may have logged past the state it left; those steps are logged again.
+      tb->add_session_start(step + 1);
+      drop_metrics_after(metrics, step);
+    }
+    jsonl = std::make_unique<std::ofstream>(metrics, std::ios::app);
     io::write_json(fs::path(cfg.logdir) / "training_config.json", cfg.to_json());
     if (step == 0) tb->add_text("training_config.json", cfg.to_json().dump(2), 0);
+  }
+
+  // Rewrites metrics.jsonl (atomically) without the rows of micro-steps after `last`.
+  static void drop_metrics_after(const fs::path& file, int64_t last) {
+    if (!fs::exists(file)) return;
+    std::ifstream in(file);
+    std::string line, kept;
+    int64_t dropped = 0;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      int64_t s = -1;
+      try {
+        const auto j = io::OrderedJson::parse(line);
+        s = j.value("step", int64_t(-1));
+      } catch (const std::exception&) {
+        ++dropped;  // a line torn by the crash
+        continue;
+      }
+      if (s > last) {
+        ++dropped;
+        continue;
+      }
+      kept += line + "\n";
+    }
+    if (dropped) io::write_file_atomically(file, kept);
   }
 
   void print_header() {
