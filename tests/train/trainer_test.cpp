@@ -164,6 +164,43 @@ TEST(Trainer, ResumeChecksOptionsAndASmallerDataset) {
   for (const auto& [k, v] : w) EXPECT_TRUE(torch::isfinite(v).all().item<bool>()) << k;
 }
 
+// A damaged state names the file and the entry it lacks, and the entry of the wrong shape.
+TEST(Trainer, DamagedStateNamesTheMissingEntry) {
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  write_experts(tmp / "data", 4);
+  auto c = tiny_config("tiny-sd15", tmp / "data", tmp / "run");
+  c.num_steps = 2;
+  {
+    Trainer t(c);
+    t.run();
+  }
+  c.resume = true;
+  const fs::path ema_file = tmp / "run/state/ema.safetensors";
+  auto ema = weights(ema_file);
+  io::NamedTensors less;
+  for (auto& [k, v] : ema)
+    if (k != "conv_in.weight") less.emplace_back(k, v);
+  io::save_safetensors(ema_file, less);
+  try {
+    Trainer t(c);
+    t.run();
+    FAIL() << "resumed from a state without an EMA weight";
+  } catch (const IoError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("ema.safetensors has no entry 'conv_in.weight'"), std::string::npos) << m;
+  }
+  less.emplace_back("conv_in.weight", torch::zeros({1, 2}));
+  io::save_safetensors(ema_file, less);
+  try {
+    Trainer t(c);
+    t.run();
+    FAIL() << "resumed from a state with a wrongly shaped EMA weight";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("'conv_in.weight' has shape"), std::string::npos) << e.what();
+  }
+}
+
 // After a resume, metrics.jsonl holds each step once: rows an interrupted run wrote past its last
 // saved state are dropped (and logged again).
 TEST(Trainer, ResumedMetricsHoldEachStepOnce) {

@@ -692,7 +692,22 @@ struct Trainer::Impl {
     const auto& bytes = all.at("json");
     const auto st = nlohmann::ordered_json::parse(
         std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())));
-    saved_world = static_cast<int>(st.at("world_size").get<int64_t>());
+    // Every entry is looked up by name, so a damaged or foreign state says what it lacks.
+    auto entry = [&](const std::map<std::string, torch::Tensor>& m, const std::string& key,
+                     const std::string& file, const torch::Tensor& like = {}) -> const torch::Tensor& {
+      auto it = m.find(key);
+      if (it == m.end())
+        throw IoError(cat("[train] --resume: ", where, "/", file, " has no entry '", key,
+                          "' (damaged, or written by another version?)"));
+      if (like.defined() && it->second.sizes() != like.sizes())
+        throw IoError(cat("[train] --resume: ", where, "/", file, ": '", key, "' has shape ",
+                          it->second.sizes(), ", the model's is ", like.sizes(), " (state from another model?)"));
+      return it->second;
+    };
+    auto number = [&](const char* key) {
+      return io::get_required<int64_t>(st, key, where + "/training_state.json");
+    };
+    saved_world = static_cast<int>(number("world_size"));
     check_saved_config(st, where);
     torch::NoGradGuard no_grad;
     const auto weights = under(all, "shared/unet");
@@ -707,24 +722,26 @@ struct Trainer::Impl {
       const auto pol = under(all, "shared/policy");
       for (const auto& p : unet_policy->named_parameters(true)) {
         if (!pol.count(p.key())) throw IoError(cat("[train] ", where, ": no policy weight '", p.key(), "'"));
-        p.value().copy_(pol.at(p.key()));
+        p.value().copy_(entry(pol, p.key(), "policy.safetensors", p.value()));
       }
     }
     set_adamw_state(*optimizer, params, under(all, "shared/optimizer"), where + "/optimizer.safetensors");
     if (ema) {
       const auto e = under(all, "shared/ema");
       if (e.empty()) throw IoError(cat("[train] ", where, ": no ema.safetensors but --use-ema is on"));
-      for (size_t i = 0; i < params.size(); ++i) ema->shadow()[i].copy_(e.at(param_names[i]));
+      for (size_t i = 0; i < params.size(); ++i)
+        ema->shadow()[i].copy_(entry(e, param_names[i], "ema.safetensors", ema->shadow()[i]));
       ema->set_updates(st.value("ema_updates", int64_t(0)));
     }
-    step = st.at("step").get<int64_t>();
-    opt_step = st.at("opt_step").get<int64_t>();
+    step = number("step");
+    opt_step = number("opt_step");
     const auto own = under(all, "rank");
     if (!own.empty()) {  // this rank existed in the saved run
       buffer->from_tensors(under(own, "buffer"), where + cat("/rank-", rank, ".safetensors"));
-      set_generator_state(filler_gen, own.at("rng/filler").clone());
-      set_generator_state(learner_gen, own.at("rng/learner").clone());
-      set_generator_state(random_data_gen, own.at("rng/random_data").clone());
+      const std::string file = cat("rank-", rank, ".safetensors");
+      set_generator_state(filler_gen, entry(own, "rng/filler", file).clone());
+      set_generator_state(learner_gen, entry(own, "rng/learner", file).clone());
+      set_generator_state(random_data_gen, entry(own, "rng/random_data", file).clone());
     }
     if (loader) {
       // Rank 0's position stands for the run's: under another sharding, the same fraction of the epoch.
@@ -736,7 +753,10 @@ struct Trainer::Impl {
         epoch = pos[0].item<int64_t>();
         position = pos[1].item<int64_t>();
       } else {
-        const auto p0 = st.at("rank0_epoch_position").get<std::vector<int64_t>>();
+        const auto p0 = io::get_required<std::vector<int64_t>>(st, "rank0_epoch_position",
+                                                               where + "/training_state.json");
+        if (p0.size() != 2)
+          throw IoError(cat("[train] --resume: ", where, "/training_state.json: rank0_epoch_position must be [epoch, position]"));
         epoch = p0[0];
         position = p0[1] * saved_world / world;
       }
