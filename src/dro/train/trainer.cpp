@@ -567,10 +567,14 @@ struct Trainer::Impl {
     st["dataset_size"] = dataset ? dataset->size() : int64_t(0);
     io::write_json(tmp / "training_state.json", st);
     // Swap in the new state: a crash leaves either the old or the new folder complete.
+    // When only state.old exists (a crash between the two renames), it is the last good state
+    // and stays until the new one is in place.
     const fs::path old = logdir / "state.old";
     std::error_code ec;
-    fs::remove_all(old, ec);
-    if (fs::exists(final_dir)) fs::rename(final_dir, old);
+    if (fs::exists(final_dir)) {
+      fs::remove_all(old, ec);
+      fs::rename(final_dir, old);
+    }
     fs::rename(tmp, final_dir);
     fs::remove_all(old, ec);
     if (checkpoint) write_unet_folder(logdir / cat("ckpt-", step) / "unet", /*use_ema=*/true);
