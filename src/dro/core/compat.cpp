@@ -37,28 +37,74 @@ void synchronize(const torch::Device& device) {
 
 void allow_tf32(bool on) { at::globalContext().setAllowTF32CuBLAS(on); }
 
-AutocastGuard::AutocastGuard(const torch::Device& device, bool bf16) {
-  if (!bf16 || !device.is_cuda()) return;
-  active_ = true;
+// LibTorch 2.4 replaced the per-device functions (is_enabled, is_cpu_enabled, ...) by ones taking
+// the device type, and deprecated the old ones.
 #if DRO_TORCH2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 4)
-  prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
-  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-  at::autocast::set_autocast_enabled(at::kCUDA, true);
+#define DRO_AUTOCAST_BY_DEVICE_TYPE 1
 #else
-  prev_enabled_ = at::autocast::is_enabled();
-  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-  at::autocast::set_enabled(true);
+#define DRO_AUTOCAST_BY_DEVICE_TYPE 0
 #endif
+
+AutocastState autocast_state() {
+  AutocastState s;
+#if DRO_AUTOCAST_BY_DEVICE_TYPE
+  s.cpu_enabled = at::autocast::is_autocast_enabled(at::kCPU);
+  s.cpu_dtype = at::autocast::get_autocast_dtype(at::kCPU);
+  s.cuda_enabled = at::autocast::is_autocast_enabled(at::kCUDA);
+  s.cuda_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
+#else
+  s.cpu_enabled = at::autocast::is_cpu_enabled();
+  s.cpu_dtype = at::autocast::get_autocast_cpu_dtype();
+  s.cuda_enabled = at::autocast::is_enabled();
+  s.cuda_dtype = at::autocast::get_autocast_gpu_dtype();
+#endif
+  s.cache_enabled = at::autocast::is_autocast_cache_enabled();
+  return s;
 }
 
-AutocastGuard::~AutocastGuard() {
-  if (!active_) return;
-#if DRO_TORCH2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 4)
-  at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
+namespace {
+
+void set_autocast_state(const AutocastState& s) {
+#if DRO_AUTOCAST_BY_DEVICE_TYPE
+  at::autocast::set_autocast_dtype(at::kCPU, s.cpu_dtype);
+  at::autocast::set_autocast_enabled(at::kCPU, s.cpu_enabled);
+  at::autocast::set_autocast_dtype(at::kCUDA, s.cuda_dtype);
+  at::autocast::set_autocast_enabled(at::kCUDA, s.cuda_enabled);
 #else
-  at::autocast::set_enabled(prev_enabled_);
+  at::autocast::set_autocast_cpu_dtype(s.cpu_dtype);
+  at::autocast::set_cpu_enabled(s.cpu_enabled);
+  at::autocast::set_autocast_gpu_dtype(s.cuda_dtype);
+  at::autocast::set_enabled(s.cuda_enabled);
 #endif
-  at::autocast::clear_cache();
+  at::autocast::set_autocast_cache_enabled(s.cache_enabled);
+}
+
+}  // namespace
+
+AutocastStateGuard::AutocastStateGuard(const AutocastState& state) : prev_(autocast_state()) {
+  set_autocast_state(state);
+  at::autocast::increment_nesting();
+}
+
+AutocastStateGuard::~AutocastStateGuard() {
+  // torch.autocast.__exit__'s order: the cache goes with the outermost scope, then the settings.
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  set_autocast_state(prev_);
+}
+
+AutocastGuard::AutocastGuard(const torch::Device& device, bool bf16, AutocastOn on) {
+  if (!bf16) return;
+  AutocastState s = autocast_state();
+  if (device.is_cuda()) {
+    s.cuda_enabled = true;
+    s.cuda_dtype = at::kBFloat16;
+  } else if (device.is_cpu() && on == AutocastOn::kCudaAndCpu) {
+    s.cpu_enabled = true;
+    s.cpu_dtype = at::kBFloat16;
+  } else {
+    return;
+  }
+  scope_.emplace(s);
 }
 
 std::string torch_version() {

@@ -1,6 +1,14 @@
 #include "dro/nn/checkpoint.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/custom_function.h>
+
+#include <mutex>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include "dro/core/compat.h"
 
 namespace dro::nn {
 namespace {
@@ -8,12 +16,66 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Default generators with their states at forward.
+using RngStates = std::vector<std::pair<at::Generator, torch::Tensor>>;
+
+RngStates rng_states(const std::vector<at::Generator>& gens) {
+  RngStates states;
+  for (const auto& g : gens) {
+    at::Generator gen = g;
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    states.emplace_back(gen, gen.get_state());
+  }
+  return states;
+}
+
+// The CPU's default generator and that of every CUDA device the tensors are on: the streams
+// torch.utils.checkpoint preserves (dropout draws from them).
+RngStates save_rng(const std::vector<torch::Tensor>& tensors) {
+  std::vector<at::Generator> gens{at::detail::getDefaultCPUGenerator()};
+  std::set<c10::DeviceIndex> cuda;
+  for (const auto& t : tensors)
+    if (t.is_cuda()) cuda.insert(t.get_device());
+  for (c10::DeviceIndex i : cuda)
+    gens.push_back(at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, i)));
+  return rng_states(gens);
+}
+
+void restore_rng(const RngStates& states) {
+  for (const auto& [g, state] : states) {
+    at::Generator gen = g;
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state);
+  }
+}
+
+// Replays the forward's random streams for its lifetime, then puts the current ones back: the
+// recomputation draws what the forward drew, and the rest of the program sees the same streams
+// as without checkpointing.
+class RngFork {
+ public:
+  explicit RngFork(const RngStates& forward) {
+    std::vector<at::Generator> gens;
+    for (const auto& s : forward) gens.push_back(s.first);
+    current_ = rng_states(gens);
+    restore_rng(forward);
+  }
+  ~RngFork() { restore_rng(current_); }
+  RngFork(const RngFork&) = delete;
+  RngFork& operator=(const RngFork&) = delete;
+
+ private:
+  RngStates current_;
+};
+
 // What backward needs besides the saved tensors. Held in the context as an IValue capsule because
 // saved_data only stores IValues.
 struct CheckpointState : torch::CustomClassHolder {
   CheckpointFn fn;
-  std::vector<bool> defined;  // per caller input: was it a defined tensor?
-  size_t num_inputs = 0;      // defined inputs; the parameters follow them in the tensor list
+  std::vector<bool> defined;       // per caller input: was it a defined tensor?
+  size_t num_inputs = 0;           // defined inputs; the parameters follow them in the tensor list
+  compat::AutocastState autocast;  // at forward; the recomputation runs under it
+  RngStates rng;                   // at forward; empty when no graph is recorded
 };
 
 // Puts undefined tensors back where the caller had them.
@@ -35,7 +97,19 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     // recomputation wrong.
     ctx->save_for_backward(tensors.vec());
     std::vector<torch::Tensor> inputs(tensors.begin(), tensors.begin() + state->num_inputs);
-    torch::Tensor out = state->fn(expand(*state, inputs));
+    torch::Tensor out;
+    {
+      // Weight casts made here have no graph. Kept out of autocast's cache, where a later use of
+      // the same weight in this autocast scope (or a recomputation inside it) would pick them up
+      // and lose the weight's gradient. The values are the same either way.
+      std::optional<compat::AutocastStateGuard> no_cache;
+      if (state->autocast.any_enabled() && state->autocast.cache_enabled) {
+        compat::AutocastState s = state->autocast;
+        s.cache_enabled = false;
+        no_cache.emplace(s);
+      }
+      out = state->fn(expand(*state, inputs));
+    }
     ctx->saved_data["state"] = c10::IValue::make_capsule(state);
     return out;
   }
@@ -54,6 +128,11 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     }
     torch::Tensor out;
     {
+      // The forward's random streams and autocast settings: backward usually runs after the
+      // autocast scope has ended, and on CUDA on an autograd worker thread with its own state.
+      std::optional<RngFork> rng;
+      if (!state->rng.empty()) rng.emplace(state->rng);
+      compat::AutocastStateGuard autocast(state->autocast);
       torch::AutoGradMode enable(true);
       out = state->fn(expand(*state, detached));
     }
@@ -88,9 +167,12 @@ torch::Tensor checkpoint(const CheckpointFn& fn, const std::vector<torch::Tensor
     if (x.defined()) tensors.push_back(x);
   }
   state->num_inputs = tensors.size();
+  state->autocast = compat::autocast_state();
   // Only trainable parameters need an edge; frozen ones are simply read by fn.
   for (const auto& p : params)
     if (p.defined() && p.requires_grad()) tensors.push_back(p);
+  // Without grad mode no backward will come, so no random state need be kept.
+  if (torch::GradMode::is_enabled()) state->rng = save_rng(tensors);
   return CheckpointFunction::apply(state, at::TensorList(tensors));
 }
 

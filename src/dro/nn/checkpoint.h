@@ -3,8 +3,10 @@
 // with grad enabled to get the gradients. Memory for activations inside the function is traded
 // for one extra forward in backward.
 //
-// Not here: RNG-state replay. Functions that draw random numbers (dropout > 0) would see new
-// random numbers when recomputed; the Stable Diffusion configs use dropout 0.
+// As torch.utils.checkpoint (use_reentrant, preserve_rng_state), the recomputation runs under the
+// autocast settings (CPU and CUDA) and the default random generators' states (CPU and the CUDA
+// devices of the tensors) that the forward saw, so under mixed precision and with dropout it
+// computes what the forward computed. Explicitly passed generators are not replayed.
 #pragma once
 
 #include <functional>
