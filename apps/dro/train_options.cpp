@@ -1,7 +1,9 @@
 #include "train_options.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "dro/core/error.h"
@@ -16,7 +18,6 @@ std::string snake(std::string s) {
   std::replace(s.begin(), s.end(), '-', '_');
   return s;
 }
-
 
 }  // namespace
 
@@ -107,7 +108,11 @@ train::TrainConfig resolve_train_config(CLI::App* cmd, const TrainFlags& f) {
       std::transform(v.begin(), v.end(), v.begin(), ::tolower);
       j["buffer_scheduler"] = v;  // the official spelling is DPMSolver++ / DDPM / DDIM
     }
-    cfg.update_from_json(j, f.config_file);
+    const auto unused = cfg.update_from_json(j, f.config_file);
+    // Once, from the first process of a data-parallel run only.
+    const char* rank = std::getenv("RANK");
+    if (!unused.empty() && (rank == nullptr || std::string(rank) == "0"))
+      std::cerr << train::unused_options_warning(unused, f.config_file) << std::endl;
   }
   // Flags given on the command line win.
   const io::OrderedJson all = f.cli.to_json();
@@ -119,7 +124,7 @@ train::TrainConfig resolve_train_config(CLI::App* cmd, const TrainFlags& f) {
     if (name == "model") name = "pretrained_model_name_or_path";
     if (all.contains(name)) given[name] = all[name];
   }
-  cfg.update_from_json(given, "command line");
+  cfg.update_from_flags(given);
   return cfg;
 }
 

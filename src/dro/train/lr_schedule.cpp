@@ -8,7 +8,7 @@
 namespace dro::train {
 
 const std::vector<std::string>& LrSchedule::names() {
-  static const std::vector<std::string> n = {"linear", "cosine", "cosine_with_restarts",
+  static const std::vector<std::string> n = {"linear",     "cosine",   "cosine_with_restarts",
                                              "polynomial", "constant", "constant_with_warmup"};
   return n;
 }
@@ -16,12 +16,21 @@ const std::vector<std::string>& LrSchedule::names() {
 void LrSchedule::validate() const {
   const auto& n = names();
   if (std::find(n.begin(), n.end(), name) == n.end())
-    throw UsageError(cat("[lr] unknown --lr-scheduler '", name,
-                         "' (linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup)"));
-  if (warmup_steps < 0) throw UsageError("[lr] --lr-warmup-steps must be >= 0");
+    throw UsageError(cat(
+        "[lr] unknown --lr-scheduler '", name,
+        "' (linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup)"));
+  if (warmup_steps < 0)
+    throw UsageError(cat("[lr] --lr-warmup-steps must be >= 0, got ", warmup_steps));
+  if (total_steps < 1)
+    throw UsageError(
+        cat("[lr] the schedule needs at least one optimisation step, got ", total_steps));
+  if (!(base_lr > 0) || !std::isfinite(base_lr))
+    throw UsageError(cat("[lr] --learning-rate must be a finite number > 0, got ", base_lr));
   if (name == "polynomial" && !(base_lr > lr_end))
     throw UsageError(cat("[lr] polynomial schedule needs lr_end (", lr_end,
                          ") smaller than the learning rate (", base_lr, ")"));
+  if (name == "polynomial" && !(power > 0))
+    throw UsageError(cat("[lr] polynomial schedule needs a power > 0, got ", power));
 }
 
 double LrSchedule::factor(int64_t step) const {
@@ -43,7 +52,9 @@ double LrSchedule::factor(int64_t step) const {
     return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * std::fmod(cycles * progress, 1.0))));
   }
   if (name == "polynomial") {
-    if (step > total_steps) return lr_end / base_lr;
+    // diffusers divides by (total - warmup) here and fails when the warmup fills the whole run;
+    // a decay phase of no steps is over as soon as it starts.
+    if (step > total_steps || total_steps <= warmup_steps) return lr_end / base_lr;
     const double range = base_lr - lr_end;
     const double remaining = 1.0 - (s - w) / (T - w);
     return (range * std::pow(remaining, power) + lr_end) / base_lr;

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "dro/io/json.h"
 
@@ -12,9 +13,9 @@ namespace dro::train {
 struct TrainConfig {
   // Model and data.
   std::string pretrained_model_name_or_path;  // diffusers folder (--model)
-  std::string unet;                            // optional UNet folder overriding the model's
-  std::string variant;                         // weights variant, e.g. fp16
-  std::string train_dataset;                   // official expert layout: DIR/<id>/{*.png,caption.txt}
+  std::string unet;                           // optional UNet folder overriding the model's
+  std::string variant;                        // weights variant, e.g. fp16
+  std::string train_dataset;                  // expert layout: DIR/<id>/{*.png,caption.txt}
   std::string logdir = "./logs/sd15_diffusion-dro";
   int64_t seed = 0;
   int64_t resolution = 512;
@@ -70,13 +71,23 @@ struct TrainConfig {
   double dist_timeout = 600;          // seconds a rank waits for its peers
 
   io::OrderedJson to_json() const;
-  // Reads the fields present in `j` (snake_case or kebab-case keys), leaving the others; a key
-  // that is not an option is a UsageError naming it.
-  void update_from_json(const io::OrderedJson& j, const std::string& where);
-  // Checks ranges and consistency; UsageError naming the flag.
+  // Reads the fields present in `j` (a config file named `where`; snake_case or kebab-case keys),
+  // leaving the others; null keeps a field as it is. UsageError naming the file and the key for a
+  // key that is not an option, a value of the wrong JSON type (4.7 for an integer, "true" for a
+  // boolean) or out of the option's range. Returns the official train.py options present that dro
+  // does not use (validation_*, score*, sdxl, buffer_sync, config): see unused_options_warning.
+  std::vector<std::string> update_from_json(const io::OrderedJson& j, const std::string& where);
+  // The same for values given as command-line flags (snake_case keys): errors name the flag.
+  void update_from_flags(const io::OrderedJson& j);
+  // Checks every numeric range and the consistency of the options; UsageError naming the flag and
+  // the allowed range.
   void validate() const;
 
   int64_t optimisation_steps() const { return num_steps / gradient_accumulation_steps; }
 };
+
+// One warning line naming the unused official options `keys` read from `where` and why dro does not
+// use them; "" when `keys` is empty.
+std::string unused_options_warning(const std::vector<std::string>& keys, const std::string& where);
 
 }  // namespace dro::train
