@@ -2,12 +2,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <iostream>
 
 #include "dro/core/error.h"
 #include "dro/core/rng.h"
 #include "dro/io/atomic_file.h"
 #include "dro/io/image.h"
+
+// Declarations only: io/image.cpp compiles the stb implementation (from-memory API only).
+#include <stb_image.h>
 
 namespace dro::data {
 namespace fs = std::filesystem;
@@ -20,7 +24,76 @@ std::string lower(std::string s) {
 }
 
 // A uniform double in [0, 1) from a 64-bit hash.
-double unit_from(uint64_t h) { return static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0); }
+double unit_from(uint64_t h) {
+  return static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0);
+}
+
+uint32_t be32(const unsigned char* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+
+// Reads an image file's header only (PNG's IHDR, JPEG's markers up to the frame header, BMP's
+// header) and, for a PNG, walks its chunk list to the IEND chunk, so a file that is empty, not an
+// image or cut short is found at scan time without decoding any pixels. Returns "" when the file
+// looks sound, else what is wrong with it.
+std::string check_image_header(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "cannot open the file";
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  if (size == 0) return "empty file";
+  // The JPEG frame header follows any APP segments (EXIF, ICC), normally well inside 64 KiB; a
+  // JPEG with longer metadata is read whole.
+  auto read = [&](uint64_t n) {
+    std::string b(n, '\0');
+    in.clear();
+    in.seekg(0);
+    in.read(b.data(), static_cast<std::streamsize>(n));
+    b.resize(static_cast<size_t>(in.gcount()));
+    return b;
+  };
+  std::string head = read(std::min<uint64_t>(size, 64 * 1024));
+  auto info = [](const std::string& b) {
+    int w = 0, h = 0, n = 0;
+    return stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(b.data()),
+                                 static_cast<int>(b.size()), &w, &h, &n) != 0 &&
+           w > 0 && h > 0;
+  };
+  bool ok = info(head);
+  const bool jpeg = head.size() >= 2 && head[0] == '\xFF' && head[1] == '\xD8';
+  if (!ok && jpeg && size > head.size() && size < (uint64_t(1) << 31)) ok = info(head = read(size));
+  if (!ok)
+    return cat("not a readable PNG/JPEG image (stb_image: ", stbi_failure_reason(),
+               "; corrupt file?)");
+  static const char kPng[8] = {'\x89', 'P', 'N', 'G', '\r', '\n', '\x1a', '\n'};
+  if (head.compare(0, 8, std::string(kPng, 8)) != 0) return "";
+  uint64_t at = 8;
+  for (;;) {
+    unsigned char chunk[8];
+    in.clear();
+    in.seekg(static_cast<std::streamoff>(at));
+    if (at + 12 > size || !in.read(reinterpret_cast<char*>(chunk), 8))
+      return cat("PNG ends at byte ", size, " before its IEND chunk (truncated download or copy?)");
+    const uint64_t length = be32(chunk);
+    const std::string type(reinterpret_cast<const char*>(chunk + 4), 4);
+    if (at + 12 + length > size)
+      return cat("PNG chunk '", type, "' at byte ", at, " needs ", 12 + length,
+                 " bytes but the file ends at byte ", size, " (truncated download or copy?)");
+    if (type == "IEND") return "";
+    at += 12 + length;
+  }
+}
+
+// How many names a warning lists before "...".
+constexpr size_t kListed = 5;
+
+std::string list_names(const std::vector<std::string>& names) {
+  std::string s;
+  for (size_t i = 0; i < names.size() && i < kListed; ++i) s += cat(i ? ", " : "", names[i]);
+  if (names.size() > kListed) s += cat(", ... (", names.size() - kListed, " more)");
+  return s;
+}
 
 }  // namespace
 
@@ -34,6 +107,13 @@ ExpertDataset ExpertDataset::scan(const fs::path& root, bool skip_bad) {
   ExpertDataset d;
   for (const auto& dir : dirs) {
     const fs::path cap = dir / "caption.txt";
+    const std::string name = dir.filename().string();
+    // train.py globs ROOT/*/caption.txt: hidden folders and folders without a caption (__MACOSX,
+    // .ipynb_checkpoints, a stray output folder) are not examples.
+    if (name.empty() || name[0] == '.' || !fs::is_regular_file(cap)) {
+      d.ignored_.push_back(name);
+      continue;
+    }
     fs::path image;
     std::vector<fs::path> files;
     for (const auto& e : fs::directory_iterator(dir)) files.push_back(e.path());
@@ -47,9 +127,11 @@ ExpertDataset ExpertDataset::scan(const fs::path& root, bool skip_bad) {
       if (!image.empty()) break;
     }
     std::string problem;
-    if (!fs::exists(cap)) problem = cat(dir.string(), ": no caption.txt");
-    else if (image.empty()) problem = cat(dir.string(), ": no .png/.jpg image");
-    else if (skip_bad) {
+    if (image.empty()) {
+      problem = cat(dir.string(), ": no .png/.jpg image");
+    } else if (const std::string bad = check_image_header(image); !bad.empty()) {
+      problem = cat(image.string(), ": ", bad);
+    } else if (skip_bad) {
       // Decode once now so a corrupt file is skipped here rather than failing mid-training.
       try {
         io::read_image(image, 3);
@@ -68,9 +150,18 @@ ExpertDataset ExpertDataset::scan(const fs::path& root, bool skip_bad) {
     while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == '\r')) prompt.pop_back();
     d.entries_.push_back({image, prompt});
   }
+  const std::string ignored =
+      d.ignored_.empty() ? ""
+                         : cat(d.ignored_.size(), " sub-folder", d.ignored_.size() > 1 ? "s" : "",
+                               " hidden or without caption.txt: ", list_names(d.ignored_));
   if (d.entries_.empty())
     throw IoError(cat("[data] ", root.string(), ": no examples (expected sub-folders each holding ",
-                      "caption.txt and one .png/.jpg image)"));
+                      "caption.txt and one .png/.jpg image",
+                      ignored.empty() ? "" : cat("; ignored ", ignored),
+                      d.skipped_ ? cat("; skipped ", d.skipped_, " bad folder(s)") : "", ")"));
+  if (!d.ignored_.empty())
+    std::cerr << "[data] warning: " << root.string() << ": ignoring " << ignored
+              << " (train.py's glob skips them too)\n";
   return d;
 }
 
@@ -96,18 +187,23 @@ ExpertItem ExpertDataset::load(int64_t i, const TransformOptions& t, double flip
   ExpertItem item;
   item.prompt = e.prompt;
   item.image = io::to_tensor(r, io::PixelRange::kMinusOneOne);
-  item.add_time_ids = torch::tensor({float(orig_h), float(orig_w), float(y0), float(x0), float(res), float(res)});
+  item.add_time_ids =
+      torch::tensor({float(orig_h), float(orig_w), float(y0), float(x0), float(res), float(res)});
   item.index = i;
   return item;
 }
 
 ExpertLoader::ExpertLoader(const ExpertDataset* dataset, TransformOptions transform, uint64_t seed,
                            int64_t num_workers, int64_t shard, int64_t num_shards)
-    : dataset_(dataset), transform_(transform), seed_(seed), workers_(std::max<int64_t>(1, num_workers)),
-      shard_(shard), num_shards_(num_shards) {
+    : dataset_(dataset),
+      transform_(transform),
+      seed_(seed),
+      workers_(std::max<int64_t>(1, num_workers)),
+      shard_(shard),
+      num_shards_(num_shards) {
   if (dataset_->size() < num_shards_)
-    throw UsageError(cat("[data] ", dataset_->size(), " examples cannot be split over ", num_shards_,
-                         " processes"));
+    throw UsageError(cat("[data] ", dataset_->size(), " examples cannot be split over ",
+                         num_shards_, " processes"));
 }
 
 ExpertLoader::~ExpertLoader() {
@@ -115,7 +211,9 @@ ExpertLoader::~ExpertLoader() {
     if (f.valid()) f.wait();
 }
 
-int64_t ExpertLoader::epoch_length() const { return dataset_->size() / num_shards_; }
+int64_t ExpertLoader::epoch_length() const {
+  return dataset_->size() / num_shards_;
+}
 
 std::vector<int64_t> ExpertLoader::order(int64_t epoch) const {
   auto gen = make_generator(derive_seed(seed_, "shuffle", static_cast<uint64_t>(epoch)));
@@ -123,7 +221,8 @@ std::vector<int64_t> ExpertLoader::order(int64_t epoch) const {
   std::vector<int64_t> all(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + perm.numel());
   // Rank `shard` takes every num_shards-th example (equal-size shards, the tail dropped).
   std::vector<int64_t> mine;
-  for (int64_t i = shard_; i < epoch_length() * num_shards_; i += num_shards_) mine.push_back(all[i]);
+  for (int64_t i = shard_; i < epoch_length() * num_shards_; i += num_shards_)
+    mine.push_back(all[i]);
   return mine;
 }
 
@@ -134,8 +233,9 @@ void ExpertLoader::fill() {
       ahead_order_epoch_ = ahead_epoch_;
     }
     const int64_t idx = ahead_order_[ahead_pos_];
-    const uint64_t h = derive_seed(seed_, "augment", static_cast<uint64_t>(ahead_epoch_) * 1000003ull +
-                                                         static_cast<uint64_t>(ahead_pos_));
+    const uint64_t h = derive_seed(
+        seed_, "augment",
+        static_cast<uint64_t>(ahead_epoch_) * 1000003ull + static_cast<uint64_t>(ahead_pos_));
     const double flip = unit_from(derive_seed(h, "flip"));
     const double cx = unit_from(derive_seed(h, "crop_x"));
     const double cy = unit_from(derive_seed(h, "crop_y"));

@@ -31,14 +31,20 @@ struct TransformOptions {
 
 class ExpertDataset {
  public:
-  // Scans `root`. IoError naming the folder when it is missing or holds no example, or naming the
-  // sub-folder whose caption or image is missing (unless `skip_bad`, which counts and warns).
+  // Scans `root`: every sub-folder holding caption.txt is an example, and its image's header is
+  // read now (no pixels decoded) so a corrupt or truncated file is named before training starts.
+  // Hidden sub-folders and those without caption.txt (__MACOSX, .ipynb_checkpoints) are ignored,
+  // as the official glob ignores them, with one warning naming them. IoError naming the folder
+  // when it is missing or holds no example, or naming the sub-folder whose image is missing or
+  // unreadable (unless `skip_bad`, which decodes every image, counts the bad ones and warns).
   static ExpertDataset scan(const std::filesystem::path& root, bool skip_bad = false);
 
   int64_t size() const { return static_cast<int64_t>(entries_.size()); }
   const std::string& prompt(int64_t i) const { return entries_[i].prompt; }
   const std::filesystem::path& image_path(int64_t i) const { return entries_[i].image; }
   int64_t skipped() const { return skipped_; }
+  // Names of the sub-folders ignored as hidden or without caption.txt, in sorted order.
+  const std::vector<std::string>& ignored_folders() const { return ignored_; }
 
   // Loads and transforms example i. `flip_draw` and `crop_draw` are uniform numbers in [0, 1)
   // deciding the random flip and crop, so the caller controls all randomness.
@@ -51,6 +57,7 @@ class ExpertDataset {
     std::string prompt;
   };
   std::vector<Entry> entries_;
+  std::vector<std::string> ignored_;
   int64_t skipped_ = 0;
 };
 
@@ -86,8 +93,8 @@ class ExpertLoader {
   TransformOptions transform_;
   uint64_t seed_;
   int64_t workers_, shard_, num_shards_;
-  int64_t epoch_ = 0, position_ = 0;          // next example to hand out
-  int64_t ahead_epoch_ = 0, ahead_pos_ = 0;   // next example to schedule
+  int64_t epoch_ = 0, position_ = 0;         // next example to hand out
+  int64_t ahead_epoch_ = 0, ahead_pos_ = 0;  // next example to schedule
   std::vector<int64_t> ahead_order_;
   int64_t ahead_order_epoch_ = -1;
   std::deque<std::future<ExpertItem>> queue_;
