@@ -94,12 +94,19 @@ Action register_sample(CLI::App& app) {
   cmd->add_option("--save-latents", o->save_latents,
                   "write the final latents (before VAE decode) to this safetensors file, key 'latents'");
   cmd->add_option("--device", o->device, "auto | cpu | cuda | cuda:N")->capture_default_str();
-  cmd->add_option("--dtype", o->dtype, "fp32 | fp16 | bf16 model weights")
+  cmd->add_option("--dtype", o->dtype, "model weights: fp32 | bf16 | fp16 (fp16 on CUDA only)")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}))->capture_default_str();
   cmd->add_option("--out", o->out, "output folder")->required();
   cmd->add_flag("--overwrite", o->overwrite, "regenerate images that already exist");
   cmd->add_flag("--quiet", o->quiet, "no progress display");
   return [o]() {
+    const torch::Device device = resolve_device(o->device);
+    // LibTorch's CPU kernels lack float16 for some of the models' operations (layer norm in
+    // LibTorch 1.13); say so here rather than with a LibTorch error after the models have loaded.
+    // bfloat16 runs on the CPU.
+    if (o->dtype == "fp16" && !device.is_cuda())
+      throw UsageError(cat("[sample] --dtype fp16 needs a CUDA device (--device is ", device,
+                           "); on the CPU use --dtype fp32 or bf16"));
     const auto prompts = read_prompts(*o);
     const int64_t P = static_cast<int64_t>(prompts.size());
     const int64_t K = o->images_per_prompt;
@@ -118,7 +125,7 @@ Action register_sample(CLI::App& app) {
     spec.model = o->model;
     spec.unet = o->unet;
     spec.variant = o->variant;
-    spec.device = resolve_device(o->device);
+    spec.device = device;
     spec.dtype = o->dtype == "fp16" ? torch::kFloat16 : o->dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
     auto sd = pipeline::StableDiffusion::load(spec);
     pipeline::GenerateOptions g;

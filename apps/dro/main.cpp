@@ -2,7 +2,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <string>
 #include <vector>
+
+#include <c10/util/Exception.h>
 
 #include "commands.h"
 #include "dro/core/compat.h"
@@ -11,8 +14,9 @@
 
 int main(int argc, char** argv) {
   dro::install_crash_handler("dro");
-  CLI::App app{"dro: align text-to-image diffusion models (Stable Diffusion 1.5 / SDXL) with "
-               "implicit user feedback by Diffusion Denoising Ranking Optimization"};
+  CLI::App app{
+      "dro: align text-to-image diffusion models (Stable Diffusion 1.5 / SDXL) with "
+      "implicit user feedback by Diffusion Denoising Ranking Optimization"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("dro ") + DRO_VERSION + " (LibTorch " +
                                         dro::compat::torch_version() + ")");
@@ -48,11 +52,23 @@ int main(int argc, char** argv) {
     }
     return code;
   };
+  std::string running = "dro";
   try {
     for (auto& [cmd, action] : commands)
-      if (cmd->parsed()) return action();
+      if (cmd->parsed()) {
+        running = "dro " + cmd->get_name();
+        return action();
+      }
   } catch (const dro::UsageError& e) {
     return fail(2, e.what());
+  } catch (const c10::Error& e) {
+    // LibTorch's what() appends a C++ backtrace that says nothing to a user; its own switch
+    // (TORCH_SHOW_CPP_STACKTRACES=1) brings it back.
+    const char* show = std::getenv("TORCH_SHOW_CPP_STACKTRACES");
+    const bool backtrace = show && std::string(show) == "1";
+    return fail(
+        1, dro::cat("[", running, "] LibTorch: ", backtrace ? e.what() : e.what_without_backtrace())
+               .c_str());
   } catch (const std::exception& e) {
     return fail(1, e.what());
   }
