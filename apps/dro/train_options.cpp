@@ -66,6 +66,11 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
                   "auto | no | bf16 (bf16 autocast on CUDA with fp32 master weights; auto = bf16 on CUDA, no on CPU)")
       ->capture_default_str();
   cmd->add_flag("--pure-bf16", c.pure_bf16, "official behaviour: bf16 weights, optimiser state and EMA");
+  cmd->add_option("--save-dtype", c.save_dtype,
+                  "dtype of the ckpt-N/unet weights: fp32, or bf16 / fp16 as the official bf16 runs save them "
+                  "(the resumable state is always saved as trained)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->capture_default_str();
   cmd->add_flag("--use-ema,!--no-use-ema", c.use_ema, "keep an EMA of the weights (checkpoints hold it)");
   cmd->add_flag("--offload-ema,!--no-offload-ema", c.offload_ema, "hold the EMA on the CPU");
   cmd->add_option("--ema-decay", c.ema_decay, "EMA decay cap")->capture_default_str();

@@ -201,6 +201,50 @@ TEST(Trainer, DamagedStateNamesTheMissingEntry) {
   }
 }
 
+// --save-dtype bf16 writes the checkpoint's weights as the official bf16 runs save them; the
+// resumable state keeps the float32 weights it trains.
+TEST(Trainer, SaveDtypeSetsTheCheckpointDtypeOnly) {
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  write_experts(tmp / "data", 4);
+  auto c = tiny_config("tiny-sd15", tmp / "data", tmp / "run");
+  c.num_steps = 2;
+  c.save_dtype = "bf16";
+  Trainer t(c);
+  t.run();
+  const auto ckpt = io::SafetensorsFile::open(tmp / "run/ckpt-2/unet/diffusion_pytorch_model.safetensors");
+  const auto state = io::SafetensorsFile::open(tmp / "run/state/unet.safetensors");
+  ASSERT_FALSE(ckpt->tensors().empty());
+  for (const auto& ti : ckpt->tensors()) EXPECT_EQ(ti.dtype, "BF16") << ti.name;
+  for (const auto& ti : state->tensors()) EXPECT_EQ(ti.dtype, "F32") << ti.name;
+  const auto bf = ckpt->get("conv_in.weight").to(torch::kFloat32);
+  EXPECT_TRUE(torch::allclose(bf, state->get("conv_in.weight"), 1e-2, 1e-2));
+  auto bad = c;
+  bad.save_dtype = "int8";
+  EXPECT_THROW(bad.validate(), UsageError);
+}
+
+// Models predicting v (or x0) are refused: the ranking loss compares noise predictions.
+TEST(Trainer, VPredictionModelsAreRefused) {
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  write_experts(tmp / "data", 4);
+  fs::copy(test::fixtures() / "tiny-sd15", tmp / "v", fs::copy_options::recursive);
+  const fs::path sc = tmp / "v/scheduler/scheduler_config.json";
+  auto j = io::read_json(sc);
+  j["prediction_type"] = "v_prediction";
+  fs::permissions(sc, fs::perms::owner_write, fs::perm_options::add);
+  io::write_json(sc, j);
+  auto c = tiny_config("tiny-sd15", tmp / "data", tmp / "run");
+  c.pretrained_model_name_or_path = (tmp / "v").string();
+  try {
+    Trainer t(c);
+    FAIL() << "a v_prediction model was accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("prediction_type 'v_prediction'"), std::string::npos) << e.what();
+  }
+}
+
 // After a resume, metrics.jsonl holds each step once: rows an interrupted run wrote past its last
 // saved state are dropped (and logged again).
 TEST(Trainer, ResumedMetricsHoldEachStepOnce) {

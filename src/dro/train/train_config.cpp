@@ -86,6 +86,7 @@ void for_each_field(TrainConfig& c, F&& f) {
   f("margin", c.margin, at_least(0));
   f("mixed_precision", c.mixed_precision);
   f("pure_bf16", c.pure_bf16);
+  f("save_dtype", c.save_dtype);
   f("use_ema", c.use_ema);
   f("offload_ema", c.offload_ema);
   f("ema_decay", c.ema_decay, open(0, 1));
@@ -311,6 +312,8 @@ void TrainConfig::validate() const {
       mixed_precision != "bf16")
     throw UsageError(
         cat("[train] --mixed-precision '", mixed_precision, "' (auto, no, fp16, bf16)"));
+  if (save_dtype != "fp32" && save_dtype != "bf16" && save_dtype != "fp16")
+    throw UsageError(cat("[train] --save-dtype '", save_dtype, "' (fp32, bf16, fp16)"));
   if (buffer_scheduler != "ddpm" && buffer_scheduler != "ddim" && buffer_scheduler != "dpmsolver++")
     throw UsageError(
         cat("[train] --buffer-scheduler '", buffer_scheduler, "' (ddpm, ddim, dpmsolver++)"));

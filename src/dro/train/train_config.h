@@ -40,6 +40,7 @@ struct TrainConfig {
   double margin = 0.001;
   std::string mixed_precision = "auto";  // auto | no | fp16 | bf16 (auto: bf16 on CUDA, no on CPU)
   bool pure_bf16 = false;                // official behaviour: bf16 weights, optimiser and EMA
+  std::string save_dtype = "fp32";       // ckpt-N/unet weights: fp32 | bf16 (the official bf16 runs) | fp16
   bool use_ema = true;
   bool offload_ema = true;
   double ema_decay = 0.9999;

@@ -208,6 +208,11 @@ struct Trainer::Impl {
       param_names.push_back(p.key());
     }
     sched_config = sched::SchedulerConfig::load(folder.component("scheduler").dir);
+    // The DRO targets are noise predictions (the stored eps_pred and the expert noise).
+    if (sched_config.prediction_type != "epsilon")
+      throw UsageError(cat("[train] ", cfg.pretrained_model_name_or_path, "/scheduler: prediction_type '",
+                           sched_config.prediction_type, "' is not supported for training (only 'epsilon' models, ",
+                           "e.g. SD1.5 and SDXL base)"));
     noise = sched::NoiseSchedule::from_config(sched_config);
     latent_channels = unet->config().in_channels;
     const int64_t f = vae ? vae->config().scale_factor() : 1;
@@ -477,7 +482,10 @@ struct Trainer::Impl {
     fs::remove_all(tmp);
     fs::create_directories(tmp);
     auto tensors = unet_tensors(use_ema);
-    for (auto& [n, v] : tensors) v = v.to(torch::kCPU, torch::kFloat32);
+    const torch::Dtype save = cfg.save_dtype == "bf16"   ? torch::kBFloat16
+                              : cfg.save_dtype == "fp16" ? torch::kFloat16
+                                                         : torch::kFloat32;
+    for (auto& [n, v] : tensors) v = v.to(torch::kCPU, torch::isFloatingType(v.scalar_type()) ? save : v.scalar_type());
     io::save_safetensors(tmp / "diffusion_pytorch_model.safetensors", tensors, {{"format", "pt"}});
     io::write_json(tmp / "config.json", unet->config().raw);
     std::error_code ec;
