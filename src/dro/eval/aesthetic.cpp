@@ -9,7 +9,6 @@
 #include "dro/core/error.h"
 #include "dro/core/sha256.h"
 #include "dro/eval/scorer_impl.h"
-#include "dro/io/weights.h"
 #include "dro/vision/clip_image_processor.h"
 #include "dro/vision/decode.h"
 
@@ -78,9 +77,9 @@ class AestheticScorer : public Scorer {
     require_path(m.aesthetic_clip_model, "--aesthetic-clip-model", true);
     processor_ = vision::ClipImageProcessor::from_pretrained(m.aesthetic_clip_model /
                                                              "preprocessor_config.json");
+    fs::path clip_file;
     model_ = models::load_clip_model(m.aesthetic_clip_model, models::ClipTowers{false, true},
-                                     load_options(o));
-    const fs::path clip_file = io::ComponentWeights::open(m.aesthetic_clip_model).files().front();
+                                     load_options(o), &clip_file);
     const std::string clip_sha = weights_sha256(clip_file);
     const int64_t width = model_->config().projection_dim;
     auto add = [&](const std::string& key, const fs::path& head, const char* flag,

@@ -5,7 +5,6 @@
 #include "dro/core/error.h"
 #include "dro/core/sha256.h"
 #include "dro/eval/scorer_impl.h"
-#include "dro/io/weights.h"
 #include "dro/text/clip_tokenizer.h"
 #include "dro/vision/clip_image_processor.h"
 #include "dro/vision/decode.h"
@@ -31,8 +30,8 @@ class PickScoreScorer : public Scorer {
     processor_ = vision::ClipImageProcessor::from_pretrained(proc / "preprocessor_config.json");
     tokenizer_ = std::make_unique<text::ClipTokenizer>(
         text::ClipTokenizer::load(proc, text::ClipTextOptions::fast_tokenizer()));
-    model_ = models::load_clip_model(m.pickscore_model, {}, load_options(o));
-    const fs::path file = io::ComponentWeights::open(m.pickscore_model).files().front();
+    fs::path file;
+    model_ = models::load_clip_model(m.pickscore_model, {}, load_options(o), &file);
     ScoreKeyInfo info;
     info.key = "pickscore";
     info.name = "PickScore";

@@ -331,7 +331,6 @@ ScoreRunResult run_scores(const std::vector<ScorerRequest>& requests, const Scor
           row["weights"] = weights;
           lines += row.dump() + "\n";
           // Keep this rank's view current too (the merge at the end re-reads every part).
-          std::vector<std::string> ignored;
           auto [it, fresh] = table.emplace(row_id(item.dir, item.image), row);
           if (!fresh) {
             it->second["prompt"] = item.prompt;

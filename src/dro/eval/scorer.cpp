@@ -9,8 +9,7 @@
 #include "dro/core/sha256.h"
 #include "dro/eval/scorer_impl.h"
 #include "dro/io/atomic_file.h"
-#include "dro/io/safetensors.h"
-#include "dro/io/torch_checkpoint.h"
+#include "dro/io/weights.h"
 
 namespace dro::eval {
 
@@ -189,8 +188,10 @@ std::string weights_sha256(const fs::path& file) {
 }
 
 std::map<std::string, torch::Tensor> read_state_dict(const fs::path& file) {
-  if (file.extension() == ".safetensors") return io::load_safetensors(file);
-  return io::torch_state_dict(file);
+  const auto w = io::ComponentWeights::open_file(file);
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& name : w.names()) out.emplace(name, w.get(name));
+  return out;
 }
 
 }  // namespace detail

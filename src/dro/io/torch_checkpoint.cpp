@@ -456,7 +456,7 @@ class Unpickler {
 };
 
 
-// Protocol 0 text strings: raw-unicode-escape (latin-1 bytes plus \uXXXX and \UXXXXXXXX).
+// Protocol 0 text strings: raw-unicode-escape (latin-1 bytes plus \u and \U escapes of 4 and 8 hex digits).
 std::string Unpickler::raw_unicode_escape(std::string_view in) {
   std::string out;
   for (size_t i = 0; i < in.size(); ++i) {

@@ -128,13 +128,15 @@ void load_clip_weights(ClipModel& model, const std::map<std::string, torch::Tens
 }
 
 ClipModel load_clip_model(const std::filesystem::path& dir, ClipTowers towers,
-                          nn::LoadOptions options) {
+                          nn::LoadOptions options, std::filesystem::path* weights_file) {
   ClipModel model(ClipModelConfig::load(dir / "config.json"), towers);
   const auto weights = io::ComponentWeights::open(dir);
   std::map<std::string, torch::Tensor> tensors;
   for (const auto& name : weights.names())
-    if (model->wants_key(name)) tensors.emplace(name, weights.get(name));
+    if (model->wants_key(name))
+      tensors.emplace(name, weights.get(name));  // the skipped tower unread
   load_clip_weights(model, tensors, options, dir.string(), weights.files().front().string());
+  if (weights_file) *weights_file = weights.files().front();
   return model;
 }
 

@@ -67,8 +67,10 @@ TORCH_MODULE(ClipModel);
 // Loads a CLIPModel folder (config.json + model.safetensors, else pytorch_model.bin as transformers
 // does). The `*.position_ids` buffers older checkpoints carry are ignored; any other missing,
 // unexpected or wrongly shaped key is an IoError naming it. Returned in eval mode.
+// `weights_file`, when given, receives the (first) weights file read.
 ClipModel load_clip_model(const std::filesystem::path& dir, ClipTowers towers = {},
-                          nn::LoadOptions options = {});
+                          nn::LoadOptions options = {},
+                          std::filesystem::path* weights_file = nullptr);
 
 // Loads named tensors in CLIPModel keys into `model`, skipping the keys of towers it did not build.
 void load_clip_weights(ClipModel& model, const std::map<std::string, torch::Tensor>& tensors,

@@ -142,8 +142,8 @@ OpenClipConfig OpenClipConfig::vit_h_14() {
 }
 
 std::map<std::string, torch::Tensor> open_clip_to_clip_keys(
-    const std::map<std::string, torch::Tensor>& state_in, const ClipModelConfig& config,
-    ClipTowers towers, const std::string& where) {
+    const std::map<std::string, torch::Tensor>& state_in, ClipTowers towers,
+    const std::string& where) {
   // DDP checkpoints prefix every key with "module."
   bool all_module = !state_in.empty();
   for (const auto& [k, t] : state_in) all_module = all_module && k.rfind("module.", 0) == 0;
@@ -232,7 +232,6 @@ std::map<std::string, torch::Tensor> open_clip_to_clip_keys(
     for (const auto& b : bad_shape) os << "\n  wrong shape: " << b;
     throw IoError(os.str());
   }
-  (void)config;
   return out;
 }
 
@@ -277,7 +276,7 @@ ClipModel load_open_clip_model(const OpenClipConfig& config,
                                const std::map<std::string, torch::Tensor>& state, ClipTowers towers,
                                const std::string& where, nn::LoadOptions options) {
   ClipModel model(config.clip, towers);
-  auto mapped = open_clip_to_clip_keys(state, config.clip, towers, where);
+  auto mapped = open_clip_to_clip_keys(state, towers, where);
   // Report keys the file lacks in open_clip's names, as the user's file spells them.
   std::set<std::string> missing;
   for (const auto& [name, t] : nn::state_tensors(*model))

@@ -38,8 +38,7 @@ struct OpenClipConfig {
 // keys are dropped unread). IoError naming `where` and the open_clip keys for unknown, missing or
 // wrongly shaped entries. A `module.` prefix on every key (DDP checkpoints) is removed.
 std::map<std::string, torch::Tensor> open_clip_to_clip_keys(
-    const std::map<std::string, torch::Tensor>& state, const ClipModelConfig& config,
-    ClipTowers towers, const std::string& where);
+    const std::map<std::string, torch::Tensor>& state, ClipTowers towers, const std::string& where);
 
 // Builds the model of `config` and loads an open_clip state dict into it (eval mode).
 ClipModel load_open_clip_model(const OpenClipConfig& config,
