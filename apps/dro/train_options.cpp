@@ -29,6 +29,11 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   cmd->add_option("--pretrained-model-name-or-path,--model", c.pretrained_model_name_or_path,
                   "diffusers model folder (SD1.5 or SDXL layout)");
   cmd->add_option("--unet", c.unet, "start from this UNet folder instead of MODEL/unet");
+  cmd->add_option("--reference-unet", c.reference_unet,
+                  "frozen reference UNet folder (default: the UNet training starts from; e.g. the base "
+                  "model's when --unet is an SFT checkpoint)");
+  cmd->add_option("--vae", c.vae,
+                  "VAE folder replacing MODEL/vae (e.g. madebyollin/sdxl-vae-fp16-fix, as the official SDXL run)");
   cmd->add_option("--variant", c.variant, "weights variant of the model, e.g. fp16");
   cmd->add_option("--train-dataset", c.train_dataset,
                   "expert folder: DIR/<id>/caption.txt + one .png/.jpg per sub-folder");
@@ -63,9 +68,13 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   cmd->add_option("--max-grad-norm", c.max_grad_norm, "global gradient-norm clip (0 disables)")->capture_default_str();
   cmd->add_option("--margin", c.margin, "hinge margin of the ranking loss")->capture_default_str();
   cmd->add_option("--mixed-precision", c.mixed_precision,
-                  "auto | no | bf16 (bf16 autocast on CUDA with fp32 master weights; auto = bf16 on CUDA, no on CPU)")
+                  "auto | no | bf16. no: everything fp32. bf16: the trained UNet, its gradients, AdamW and "
+                  "EMA in fp32, every UNet forward (learner and buffer sampling) under bf16 autocast, the "
+                  "frozen models (reference UNet, separate policy copy, VAE, text encoders) held in bf16, "
+                  "the replay buffer fp32 (CPU autocast works too, slowly). auto: bf16 on CUDA, no on CPU")
       ->capture_default_str();
-  cmd->add_flag("--pure-bf16", c.pure_bf16, "official behaviour: bf16 weights, optimiser state and EMA");
+  cmd->add_flag("--pure-bf16", c.pure_bf16,
+                "official behaviour: every weight, gradient, AdamW moment, EMA and the replay buffer in bf16");
   cmd->add_option("--save-dtype", c.save_dtype,
                   "dtype of the ckpt-N/unet weights: fp32, or bf16 / fp16 as the official bf16 runs save them "
                   "(the resumable state is always saved as trained)")
@@ -89,6 +98,10 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   cmd->add_flag("--buffer-official-sigmas", c.buffer_official_sigmas,
                 "DPM-Solver++: integrate every sample on sample 0's noise levels, as the official patch");
   cmd->add_flag("--buffer-cpu", c.buffer_cpu, "hold the replay buffer in CPU memory");
+  cmd->add_flag("--buffer-overlap,!--no-buffer-overlap", c.buffer_overlap,
+                "sample the next refill on a second thread (with the same intra-op thread count) while "
+                "the learner works, whenever the policy cannot change before it is due; bitwise the "
+                "same results as --no-buffer-overlap (default on)");
   cmd->add_option("--checkpointing-steps", c.checkpointing_steps,
                   "micro-steps between state saves and ckpt-N/unet checkpoints")->capture_default_str();
   cmd->add_flag("--resume,!--no-resume", c.resume, "continue from LOGDIR/state");

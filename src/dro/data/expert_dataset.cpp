@@ -97,7 +97,7 @@ std::string list_names(const std::vector<std::string>& names) {
 
 }  // namespace
 
-ExpertDataset ExpertDataset::scan(const fs::path& root, bool skip_bad) {
+ExpertDataset ExpertDataset::scan(const fs::path& root, bool skip_bad, bool report) {
   if (!fs::is_directory(root))
     throw IoError(cat("[data] --train-dataset ", root.string(), " is not a folder"));
   std::vector<fs::path> dirs;
@@ -143,7 +143,7 @@ ExpertDataset ExpertDataset::scan(const fs::path& root, bool skip_bad) {
       if (!skip_bad)
         throw IoError(cat("[data] ", problem, " (pass --skip-bad-images to skip such folders)"));
       ++d.skipped_;
-      std::cerr << "[data] warning: skipping " << problem << "\n";
+      if (report) std::cerr << "[data] warning: skipping " << problem << "\n";
       continue;
     }
     std::string prompt = io::read_file(cap);
@@ -159,7 +159,7 @@ ExpertDataset ExpertDataset::scan(const fs::path& root, bool skip_bad) {
                       "caption.txt and one .png/.jpg image",
                       ignored.empty() ? "" : cat("; ignored ", ignored),
                       d.skipped_ ? cat("; skipped ", d.skipped_, " bad folder(s)") : "", ")"));
-  if (!d.ignored_.empty())
+  if (report && !d.ignored_.empty())
     std::cerr << "[data] warning: " << root.string() << ": ignoring " << ignored
               << " (train.py's glob skips them too)\n";
   return d;

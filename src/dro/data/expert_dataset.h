@@ -37,7 +37,8 @@ class ExpertDataset {
   // as the official glob ignores them, with one warning naming them. IoError naming the folder
   // when it is missing or holds no example, or naming the sub-folder whose image is missing or
   // unreadable (unless `skip_bad`, which decodes every image, counts the bad ones and warns).
-  static ExpertDataset scan(const std::filesystem::path& root, bool skip_bad = false);
+  // `report` false: no warnings (the other ranks of a data-parallel run, which scan the same files).
+  static ExpertDataset scan(const std::filesystem::path& root, bool skip_bad = false, bool report = true);
 
   int64_t size() const { return static_cast<int64_t>(entries_.size()); }
   const std::string& prompt(int64_t i) const { return entries_[i].prompt; }

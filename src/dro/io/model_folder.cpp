@@ -3,6 +3,10 @@
 namespace dro::io {
 namespace fs = std::filesystem;
 
+bool is_unused_component(const std::string& name) {
+  return name == "safety_checker" || name == "feature_extractor" || name == "image_encoder";
+}
+
 ModelFolder ModelFolder::open(const fs::path& root) {
   const fs::path index_path = root / "model_index.json";
   if (!fs::exists(index_path))
@@ -23,6 +27,10 @@ ModelFolder ModelFolder::open(const fs::path& root) {
       throw IoError(cat("[model] ", where, ": component '", it.key(),
                         "' must be [library, class], found ", v.dump()));
     ComponentEntry c{it.key(), v[0].get<std::string>(), v[1].get<std::string>(), root / it.key()};
+    if (!fs::is_directory(c.dir) && is_unused_component(c.name)) {
+      m.absent.push_back(c.name);
+      continue;
+    }
     if (!fs::is_directory(c.dir))
       throw IoError(cat("[model] ", where, ": lists component '", c.name, "' but folder ",
                         c.dir.string(), " is missing (incomplete download?)"));

@@ -66,4 +66,12 @@ PromptEmbeds PromptEncoder::zeros(int64_t n) const {
   return out;
 }
 
+int64_t PromptEncoder::parameter_count() const {
+  int64_t n = 0;
+  for (const auto* e : {&encoder_, &encoder_2_})
+    if (*e)
+      for (const auto& p : (*e)->parameters()) n += p.numel();
+  return n;
+}
+
 }  // namespace dro::pipeline

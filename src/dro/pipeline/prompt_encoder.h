@@ -39,6 +39,7 @@ class PromptEncoder {
   bool force_zeros_for_empty_prompt() const { return force_zeros_; }
   int64_t embed_dim() const;
   int64_t pooled_dim() const;
+  int64_t parameter_count() const;  // of both text encoders
   int64_t sequence_length() const { return tokenizer_->max_length(); }
   torch::Device device() const { return device_; }
   torch::Dtype dtype() const { return dtype_; }

@@ -59,6 +59,8 @@ template <typename F>
 void for_each_field(TrainConfig& c, F&& f) {
   f("pretrained_model_name_or_path", c.pretrained_model_name_or_path);
   f("unet", c.unet);
+  f("reference_unet", c.reference_unet);
+  f("vae", c.vae);
   f("variant", c.variant);
   f("train_dataset", c.train_dataset);
   f("logdir", c.logdir);
@@ -103,6 +105,7 @@ void for_each_field(TrainConfig& c, F&& f) {
   f("buffer_perturb_timesteps", c.buffer_perturb_timesteps);
   f("buffer_official_sigmas", c.buffer_official_sigmas);
   f("buffer_cpu", c.buffer_cpu);
+  f("buffer_overlap", c.buffer_overlap);
   f("checkpointing_steps", c.checkpointing_steps, at_least(1));
   f("resume", c.resume);
   f("log_every", c.log_every, at_least(1));

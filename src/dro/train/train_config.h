@@ -14,6 +14,8 @@ struct TrainConfig {
   // Model and data.
   std::string pretrained_model_name_or_path;  // diffusers folder (--model)
   std::string unet;                           // optional UNet folder overriding the model's
+  std::string reference_unet;                 // frozen reference UNet (default: the starting UNet)
+  std::string vae;                            // optional VAE folder overriding the model's
   std::string variant;                        // weights variant, e.g. fp16
   std::string train_dataset;                  // expert layout: DIR/<id>/{*.png,caption.txt}
   std::string logdir = "./logs/sd15_diffusion-dro";
@@ -58,6 +60,9 @@ struct TrainConfig {
   bool buffer_perturb_timesteps = true;
   bool buffer_official_sigmas = false;  // DPM-Solver++: share sample 0's sigmas (official patch)
   bool buffer_cpu = false;              // hold the buffer on CPU (the official code does)
+  // Sample the next refill on a second thread while the learner works, whenever the policy cannot
+  // change before that refill is due; results are bitwise those of the sequential order.
+  bool buffer_overlap = true;
 
   // Outputs.
   int64_t checkpointing_steps = 1280;

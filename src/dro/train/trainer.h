@@ -1,8 +1,9 @@
-// The Diffusion-DRO trainer (the official train.py, step for step): a buffer filler that samples
-// policy trajectories for expert prompts into the replay buffer, and a learner that optimises the
-// objective on (expert, policy) pairs drawn from it with AdamW, LR schedule, clipping, gradient
-// accumulation and EMA; a lagged policy copy refreshed every buffer_update_steps; checkpoints in
-// diffusers layout and an exactly resumable state.
+// The Diffusion-DRO trainer (the official train.py, step for step). It wires the parts together:
+// the models under the precision policy (train_models.h, precision.h), the buffer filler that
+// samples policy trajectories for expert prompts (buffer_filler.h; ahead of the learner on a second
+// thread between policy refreshes), the replay buffer, the learner (learner.h: objective, AdamW,
+// LR schedule, clipping, accumulation, EMA, policy refresh), the resumable state and checkpoints
+// (train_state.h) and the metrics (metrics.h).
 #pragma once
 
 #include <functional>
@@ -11,6 +12,7 @@
 
 #include <torch/torch.h>
 
+#include "dro/train/learner.h"
 #include "dro/train/train_config.h"
 
 namespace dro::models {
@@ -21,12 +23,6 @@ class Group;
 }
 
 namespace dro::train {
-
-// Seconds spent per phase, summed over micro-steps (for `dro bench train`).
-struct PhaseTimes {
-  double data = 0, buffer = 0, reference = 0, trained_forward = 0, backward = 0, optimizer = 0;
-  int64_t micro_steps = 0;
-};
 
 struct TrainerOptions {
   // Replaces the expert folder with random images of the configured resolution and the given
@@ -52,7 +48,8 @@ class Trainer {
   int64_t micro_step();
 
   int64_t step() const;
-  const PhaseTimes& times() const;
+  // Phase times so far (the filler's included).
+  PhaseTimes times() const;
   const TrainConfig& config() const;
   models::UNet2DConditionModelImpl& unet();
   // Writes LOGDIR/state (atomically) and, with `checkpoint`, LOGDIR/ckpt-<step>/unet.

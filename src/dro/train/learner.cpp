@@ -1,0 +1,156 @@
+#include "dro/train/learner.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "dro/core/compat.h"
+#include "dro/core/error.h"
+#include "dro/core/rng.h"
+#include "dro/dist/process_group.h"
+#include "dro/train/train_config.h"
+
+namespace dro::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+}  // namespace
+
+Learner::Learner(const TrainConfig& cfg, TrainModels& models, const Precision& precision, torch::Device device,
+                 dist::Group& group, at::Generator gen)
+    : cfg_(cfg), models_(models), precision_(precision), device_(device), group_(group), gen_(std::move(gen)) {
+  objective_ = make_objective(cfg.objective, cfg.margin);
+  for (const auto& p : models.unet->named_parameters(true)) {
+    params_.push_back(p.value());
+    names_.push_back(p.key());
+  }
+  double base_lr = cfg.learning_rate;
+  if (cfg.scale_lr) base_lr *= cfg.gradient_accumulation_steps * cfg.batch_size * group.size();
+  lr_.name = cfg.lr_scheduler;
+  lr_.base_lr = base_lr;
+  lr_.warmup_steps = cfg.lr_warmup_steps / cfg.gradient_accumulation_steps;
+  lr_.total_steps = cfg.optimisation_steps();
+  lr_.validate();
+  optimizer_ = std::make_unique<torch::optim::AdamW>(
+      params_, torch::optim::AdamWOptions(base_lr)
+                   .betas({cfg.adam_beta1, cfg.adam_beta2})
+                   .weight_decay(cfg.adam_weight_decay)
+                   .eps(cfg.adam_epsilon));
+  if (cfg.use_ema)
+    ema_ = std::make_unique<Ema>(params_, cfg.ema_decay, cfg.offload_ema ? torch::Device(torch::kCPU) : device);
+}
+
+Denoiser Learner::denoiser(models::UNet2DConditionModel& m, double* timer) const {
+  const bool sync = profile_ && device_.is_cuda();
+  return [this, &m, timer, sync](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& c,
+                                 const torch::Tensor& te, const torch::Tensor& ids) {
+    auto t0 = Clock::now();
+    compat::AutocastGuard ac(device_, precision_.autocast, compat::AutocastOn::kCudaAndCpu);
+    auto out = m->forward(x, t, c, te, ids);
+    if (sync) compat::synchronize(device_);
+    *timer += seconds_since(t0);
+    return out;
+  };
+}
+
+double Learner::accumulate(const BufferSample& sample, int64_t s, PhaseTimes& times) {
+  ObjectiveBatch ob;
+  ob.t = sample.t;
+  ob.c = sample.c;
+  ob.eps_expert = randn(sample.x0.sizes(), gen_, sample.x0.options());
+  ob.xt_expert = models_.noise.add_noise(sample.x0, ob.eps_expert, sample.t);
+  ob.xt_policy = sample.xt;
+  ob.eps_policy = sample.eps;
+  ob.text_embeds = sample.c_pooled;
+  ob.time_ids = sample.add_time_ids;
+  auto out = objective_->compute(denoiser(models_.unet, &times.trained_forward),
+                                 denoiser(models_.reference, &times.reference), ob);
+  const double loss = out.loss.item<double>();
+  if (!std::isfinite(loss))
+    throw Error(cat("[train] the loss became ", loss, " at micro-step ", s,
+                    "; stopping without writing state (the last saved state in ", cfg_.logdir,
+                    "/state is intact). Lower --learning-rate or check the data."));
+  const auto t0 = Clock::now();
+  (out.loss / static_cast<double>(cfg_.gradient_accumulation_steps)).backward();
+  if (profile_ && device_.is_cuda()) compat::synchronize(device_);
+  times.backward += seconds_since(t0);
+  sums_["loss"] += loss;
+  for (const auto& [k, v] : out.stats) sums_[k] += v.mean().item<double>();
+  ++count_;
+  return loss;
+}
+
+void Learner::average_gradients() {
+  if (group_.size() == 1) return;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads;
+  for (auto& p : params_) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);  // every rank sends the same set
+    grads.push_back(p.grad());
+  }
+  group_.all_reduce_mean(grads);
+}
+
+StepRecord Learner::optimise(int64_t micro_step, bool log, PhaseTimes& times) {
+  const auto t0 = Clock::now();
+  torch::NoGradGuard no_grad;
+  average_gradients();
+  double norm = 0;
+  if (cfg_.max_grad_norm > 0) {
+    norm = torch::nn::utils::clip_grad_norm_(params_, cfg_.max_grad_norm);
+  } else {
+    double sq = 0;
+    for (const auto& p : params_)
+      if (p.grad().defined()) sq += p.grad().to(torch::kFloat64).square().sum().item<double>();
+    norm = std::sqrt(sq);
+  }
+  if (!std::isfinite(norm))
+    throw Error(cat("[train] the gradient norm became ", norm, " at optimisation step ", opt_step_ + 1,
+                    " (micro-step ", micro_step, "); stopping without writing state (the last saved state in ",
+                    cfg_.logdir, "/state is intact). Lower --learning-rate or check the data."));
+  const double rate = lr_.lr(opt_step_);
+  for (auto& g : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(rate);
+  optimizer_->step();
+  optimizer_->zero_grad();
+  if (ema_) ema_->update(params_);
+  ++opt_step_;
+  if (profile_ && device_.is_cuda()) compat::synchronize(device_);
+  times.optimizer += seconds_since(t0);
+  StepRecord r;
+  r.opt_step = opt_step_;
+  r.lr = rate;
+  r.grad_norm = norm;
+  if (log) {
+    double n = static_cast<double>(count_);
+    std::vector<double> v;
+    for (const auto& [k, s] : sums_) v.push_back(s);
+    if (group_.size() > 1) {  // a collective: every rank takes part, in the same key order
+      v.push_back(n);
+      v = group_.all_reduce_sum(v);
+      n = v.back();
+    }
+    size_t i = 0;
+    for (const auto& [k, s] : sums_) r.means[k] = v[i++] / std::max(1.0, n);
+  }
+  last_step_loss_ = count_ ? sums_["loss"] / static_cast<double>(count_) : 0.0;
+  sums_.clear();
+  count_ = 0;
+  return r;
+}
+
+double Learner::running_loss() const {
+  if (!count_) return last_step_loss_;
+  auto it = sums_.find("loss");
+  return it == sums_.end() ? 0.0 : it->second / static_cast<double>(count_);
+}
+
+void Learner::refresh_policy() {
+  torch::NoGradGuard no_grad;
+  auto dst = models_.policy_copy->parameters(true);
+  for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(params_[i]);
+}
+
+}  // namespace dro::train
