@@ -40,14 +40,14 @@ OrderedJson read_json(const std::filesystem::path& path) {
   const std::string text = read_file(path);
   try {
     return OrderedJson::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e400
     // Python's json writes -inf/inf/nan as -Infinity/Infinity/NaN (e.g. diffusers' DPM-Solver
     // lambda_min_clipped); read them as the largest doubles / null.
     const std::string fixed = replace_python_constants(text);
     if (fixed != text) {
       try {
         return OrderedJson::parse(fixed);
-      } catch (const nlohmann::json::parse_error&) {
+      } catch (const nlohmann::json::exception&) {
       }
     }
     throw IoError(cat("[json] ", path.string(), ": not valid JSON (", e.what(), ")"));

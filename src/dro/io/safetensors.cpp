@@ -74,7 +74,7 @@ std::vector<TensorInfo> parse_safetensors_header(const std::string& json_text, u
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e400
     throw IoError(cat("[safetensors] ", where, ": header is not valid JSON (", e.what(),
                       "); not a safetensors file or a corrupt download?"));
   }

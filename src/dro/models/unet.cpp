@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "dro/core/error.h"
+#include "dro/nn/functional.h"
 #include "dro/io/weights.h"
 
 namespace dro::models {
@@ -228,7 +229,7 @@ torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample,
     }
     h = block->forward(h, &skips, emb, ctx, size);
   }
-  h = torch::silu(conv_norm_out(h));
+  h = torch::silu(nn::norm(conv_norm_out, h));
   return conv_out(h);  // [B, out_channels, H, W]
 }
 

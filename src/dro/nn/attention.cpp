@@ -5,6 +5,7 @@
 
 #include "dro/core/compat.h"
 #include "dro/core/error.h"
+#include "dro/nn/functional.h"
 
 namespace dro::nn {
 namespace {
@@ -130,7 +131,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     throw UsageError(cat("[attention] expected [B, S, D] or [B, C, H, W] input, got ", x.sizes()));
   const int64_t B = x.size(0);
   torch::Tensor h = x;
-  if (group_norm) h = group_norm(h);  // GroupNorm treats [B, C, H, W] and [B, C, H*W] alike
+  if (group_norm) h = norm(group_norm, h);  // GroupNorm treats [B, C, H, W] and [B, C, H*W] alike
   // tokens: [B, S, D] (a transposed view for images)
   torch::Tensor tokens = image ? h.flatten(2).transpose(1, 2) : h;
   const torch::Tensor& kv_in = context.defined() ? context : tokens;

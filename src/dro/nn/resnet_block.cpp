@@ -1,6 +1,7 @@
 #include "dro/nn/resnet_block.h"
 
 #include "dro/core/error.h"
+#include "dro/nn/functional.h"
 
 namespace dro::nn {
 
@@ -25,13 +26,13 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(const ResnetBlock2DOptions& o) : options(o)
 }
 
 torch::Tensor ResnetBlock2DImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
-  torch::Tensor h = conv1(torch::silu(norm1(x)));
+  torch::Tensor h = conv1(torch::silu(norm(norm1, x)));
   if (time_emb_proj && temb.defined()) {
     // t: [B, out] -> [B, out, 1, 1]
     torch::Tensor t = time_emb_proj(torch::silu(temb));
     h.add_(t.view({t.size(0), t.size(1), 1, 1}));  // conv1's output is not saved by autograd
   }
-  h = torch::silu(norm2(h));
+  h = torch::silu(norm(norm2, h));
   if (options.dropout > 0.0) h = torch::dropout(h, options.dropout, is_training());
   h = conv2(h);
   torch::Tensor out = conv_shortcut ? conv_shortcut(x).add_(h) : x + h;

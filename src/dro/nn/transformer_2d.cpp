@@ -1,6 +1,7 @@
 #include "dro/nn/transformer_2d.h"
 
 #include "dro/core/error.h"
+#include "dro/nn/functional.h"
 #include "dro/nn/checkpoint.h"
 
 namespace dro::nn {
@@ -49,7 +50,7 @@ torch::Tensor Transformer2DModelImpl::forward(const torch::Tensor& x,
   const torch::Tensor& w_out = linear ? proj_out_linear->weight : proj_out_conv->weight;
   const torch::Tensor& b_out = linear ? proj_out_linear->bias : proj_out_conv->bias;
   // tokens: [B, H*W, C] (the one copy: NCHW -> NHWC)
-  torch::Tensor h = norm(x).permute({0, 2, 3, 1}).reshape({B, H * W, C});
+  torch::Tensor h = nn::norm(norm, x).permute({0, 2, 3, 1}).reshape({B, H * W, C});
   h = torch::linear(h, w_in.view({inner, C}), b_in);  // [B, H*W, inner]
   for (auto& block : blocks_) {
     if (should_checkpoint(gradient_checkpointing)) {

@@ -33,9 +33,9 @@ BasicTransformerBlockImpl::BasicTransformerBlockImpl(const TransformerBlockOptio
 torch::Tensor BasicTransformerBlockImpl::forward(const torch::Tensor& x,
                                                  const torch::Tensor& context) {
   torch::Tensor h =
-      add_residual(attn1(norm1(x), options.only_cross_attention ? context : torch::Tensor()), x);
-  if (attn2) h = add_residual(attn2(norm2(h), context), h);
-  return add_residual(ff(norm3(h)), h);
+      add_residual(attn1(norm(norm1, x), options.only_cross_attention ? context : torch::Tensor()), x);
+  if (attn2) h = add_residual(attn2(norm(norm2, h), context), h);
+  return add_residual(ff(norm(norm3, h)), h);
 }
 
 }  // namespace dro::nn

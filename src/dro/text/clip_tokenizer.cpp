@@ -142,7 +142,7 @@ std::unordered_map<std::string, int64_t> read_vocab(const std::filesystem::path&
   io::Json j;
   try {
     j = io::Json::parse(io::read_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e400
     throw IoError(cat("[tokenizer] ", path.string(), ": not valid JSON (", e.what(), ")"));
   }
   if (!j.is_object())

@@ -147,6 +147,37 @@ double Learner::running_loss() const {
   return it == sums_.end() ? 0.0 : it->second / static_cast<double>(count_);
 }
 
+io::NamedTensors Learner::accumulation_state() const {
+  io::NamedTensors t;
+  if (count_ == 0) return t;
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].grad().defined()) t.emplace_back("grad/" + names_[i], params_[i].grad());
+  for (const auto& [k, v] : sums_) t.emplace_back("sum/" + k, torch::tensor(v, torch::kFloat64));
+  t.emplace_back("count", torch::tensor(count_, torch::kInt64));
+  return t;
+}
+
+void Learner::set_accumulation_state(const std::map<std::string, torch::Tensor>& t, const std::string& where) {
+  torch::NoGradGuard no_grad;
+  optimizer_->zero_grad();
+  sums_.clear();
+  count_ = 0;
+  if (t.empty()) return;
+  auto count = t.find("count");
+  if (count == t.end()) throw IoError(cat("[train] --resume: ", where, ": accumulation state without 'count'"));
+  count_ = count->second.item<int64_t>();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto it = t.find("grad/" + names_[i]);
+    if (it == t.end()) continue;  // no gradient reached it yet
+    if (it->second.sizes() != params_[i].sizes())
+      throw IoError(cat("[train] --resume: ", where, ": gradient of '", names_[i], "' has shape ", it->second.sizes(),
+                        ", the parameter's is ", params_[i].sizes()));
+    params_[i].mutable_grad() = it->second.to(params_[i].options()).clone();
+  }
+  for (const auto& [k, v] : t)
+    if (k.rfind("sum/", 0) == 0) sums_[k.substr(4)] = v.item<double>();
+}
+
 void Learner::refresh_policy() {
   torch::NoGradGuard no_grad;
   auto dst = models_.policy_copy->parameters(true);

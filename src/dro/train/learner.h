@@ -10,6 +10,7 @@
 
 #include <torch/torch.h>
 
+#include "dro/io/safetensors.h"
 #include "dro/train/ema.h"
 #include "dro/train/lr_schedule.h"
 #include "dro/train/objective.h"
@@ -32,6 +33,7 @@ struct PhaseTimes {
   double buffer_wait = 0;  // the learner waiting for a refill (the part of `buffer` not hidden)
   double reference = 0, trained_forward = 0, backward = 0, optimizer = 0;
   int64_t micro_steps = 0;
+  int64_t refills = 0, refills_ahead = 0;  // refills done, and those sampled ahead on the filler thread
 };
 
 // What one optimisation step did (for the metrics).
@@ -66,6 +68,11 @@ class Learner {
   at::Generator& generator() { return gen_; }
   int64_t opt_step() const { return opt_step_; }
   void set_opt_step(int64_t n) { opt_step_ = n; }
+  // This rank's part of an optimisation step in progress (a save between two optimiser steps):
+  // "grad/<param>" accumulated gradients, "sum/<stat>" loss sums and "count"; empty on a
+  // boundary. set_accumulation_state puts it back (an empty map: nothing accumulated).
+  io::NamedTensors accumulation_state() const;
+  void set_accumulation_state(const std::map<std::string, torch::Tensor>& t, const std::string& where);
   // Synchronise the device around phases so their times are exact (benchmarks).
   void set_profile(bool on) { profile_ = on; }
   // Mean loss of the micro-steps since the last optimisation step, else of the last step.

@@ -59,6 +59,7 @@ io::NamedTensors rank_state(StateParts& p, const FillerState& f) {
   t.emplace_back("rng/learner", generator_state(p.learner.generator()));
   t.emplace_back("rng/random_data", f.random_data_rng);
   t.emplace_back("data/epoch_position", torch::tensor({f.epoch, f.position}));
+  for (auto& [k, v] : p.learner.accumulation_state()) t.emplace_back("accum/" + k, v);
   return t;
 }
 
@@ -311,6 +312,7 @@ RestoredState load_state(StateParts& p) {
     out.filler.filler_rng = entry(own, "rng/filler", file).clone();
     out.filler.random_data_rng = entry(own, "rng/random_data", file).clone();
     set_generator_state(p.learner.generator(), entry(own, "rng/learner", file).clone());
+    p.learner.set_accumulation_state(under(own, "accum"), where + "/" + file);
   }
   if (p.loader) {
     // Rank 0's position stands for the run's: under another sharding, the same fraction of the epoch.

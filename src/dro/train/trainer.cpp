@@ -133,6 +133,7 @@ struct Trainer::Impl {
       if (*ahead->pending() != s)
         throw std::logic_error(cat("refill of micro-step ", *ahead->pending(), " pending at micro-step ", s));
       batches = ahead->take();
+      ++times.refills_ahead;
     } else {
       int64_t n = cfg.buffer_batch_accumulation;
       if (buffer->size() == 0)  // first fill: at least one learning batch
@@ -140,6 +141,7 @@ struct Trainer::Impl {
       batches = filler->produce(n);
     }
     for (const auto& b : batches) buffer->commit(b);
+    ++times.refills;
     times.buffer_wait += seconds_since(t0);
   }
 
