@@ -1,6 +1,7 @@
 #include "dro/train/buffer_filler.h"
 
 #include <chrono>
+#include <optional>
 
 #include "dro/core/compat.h"
 #include "dro/core/rng.h"
@@ -70,8 +71,9 @@ TrajectoryBatch BufferFiller::produce_one() {
   auto& prompts = *models_.prompts;
   // Prompt dropout: the same (possibly empty) caption conditions sampling and learning.
   const auto captions = drop_prompts(batch.prompts, gen_);
-  // No-grad rather than inference mode: the stored tensors later feed autograd as inputs.
-  torch::NoGradGuard no_grad;
+  // Inference mode (no autograd bookkeeping at all) for the sampling; what is kept is copied out
+  // of it below, because the stored tensors later feed autograd as inputs.
+  std::optional<c10::InferenceMode> inference(std::in_place);
   auto emb = prompts.encode(captions);
   const auto latent = torch::TensorOptions().device(device_).dtype(precision_.buffer);
   torch::Tensor x0;  // [B, C, h, w]
@@ -115,21 +117,23 @@ TrajectoryBatch BufferFiller::produce_one() {
   d.hook = [&](int64_t, const torch::Tensor& t, const torch::Tensor& x, const torch::Tensor& e) {
     ts.push_back(t.to(torch::kCPU, torch::kLong));
     xts.push_back(x.to(precision_.buffer, /*non_blocking=*/false, /*copy=*/true));
-    epss.push_back(e.to(precision_.buffer, /*non_blocking=*/false, /*copy=*/true));
+    epss.push_back(e.to(precision_.buffer, /*non_blocking=*/false, /*copy=*/true));  // stacked below
   };
   {
     // The policy's forwards under the learner's autocast (a thread-local setting).
     compat::AutocastGuard ac(device_, precision_.autocast, compat::AutocastOn::kCudaAndCpu);
     pipeline::denoise(models_.policy(), *scheduler, xT * scheduler->init_noise_sigma(), cond, d);
   }
+  inference.reset();  // functional ops on inference tensors give ordinary ones from here on
+  torch::NoGradGuard no_grad;
   TrajectoryBatch tb;
-  tb.c = emb.embeds;
-  tb.x0 = x0;
+  tb.c = emb.embeds.clone();
+  tb.x0 = x0.clone();
   tb.t = torch::stack(ts, 1);      // [B, T]
   tb.xt = torch::stack(xts, 1);    // [B, T, C, h, w]
   tb.eps = torch::stack(epss, 1);  // [B, T, C, h, w]
   if (prompts.sdxl()) {
-    tb.c_pooled = emb.pooled;
+    tb.c_pooled = emb.pooled.clone();
     tb.add_time_ids = batch.add_time_ids.to(device_, precision_.buffer);
   }
   if (profile_ && device_.is_cuda()) compat::synchronize(device_);  // the time is the work's, not its launch
