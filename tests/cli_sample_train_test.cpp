@@ -1,8 +1,11 @@
 // Runs the real `dro sample` and `dro train` programs on the tiny fixtures.
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <fstream>
 
+#include "dro/io/atomic_file.h"
+#include "dro/core/error.h"
 #include "dro/io/image.h"
 #include "dro/io/safetensors.h"
 #include "dro/models/unet.h"
@@ -38,6 +41,51 @@ TEST(CliSample, BothFixturesWriteTheOfficialLayout) {
                        " --prompt 'a red cat' --steps 3 --scheduler ddim --seed 8 --out " + again.string());
   ASSERT_EQ(rc, 0) << log;
   EXPECT_TRUE(io::read_image(again / "0/8.png") == io::read_image(tmp / "tiny-sd15/0/8.png"));
+}
+
+// The official inference.py option names, and a data-parallel run (the launcher's variables set
+// by hand, one process after the other): each rank writes its prompts' folders, together the same
+// files as one process, with the same seeds.
+TEST(CliSample, OfficialOptionNamesAndRankSharding) {
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  for (int i = 0; i < 3; ++i) {
+    fs::create_directories(tmp / "prompts" / cat("00", i));
+    std::ofstream(tmp / "prompts" / cat("00", i) / "caption.txt") << (i == 1 ? "a blue dog" : "a red cat");
+  }
+  const std::string official = " --pretrained_model_name_or_path " + (test::fixtures() / "tiny-sd15").string() +
+                               " --test_dataset " + (tmp / "prompts").string() +
+                               " --scheduler DDIM --num_inference_steps 3 --guidance_scale 7.5"
+                               " --num_images_per_prompt 2 --batch_size 4 --seed 3 --mixed_precision no --no-sdxl";
+  for (int r = 0; r < 2; ++r) {
+    auto [rc, log] = test::run_command(cat("MASTER_ADDR=127.0.0.1 MASTER_PORT=29561 RANK=", r, " WORLD_SIZE=2 LOCAL_RANK=", r,
+                                           " ", kDro, " sample", official, " --output ", (tmp / "sharded").string()));
+    ASSERT_EQ(rc, 0) << log;
+    EXPECT_NE(log.find(cat("rank ", r, "/2: 3 prompts x 2 images, ", r == 0 ? 4 : 2, " to generate here")),
+              std::string::npos) << log;
+  }
+  auto [rc, log] = test::run_command(kDro + " sample" + official + " --output " + (tmp / "single").string());
+  ASSERT_EQ(rc, 0) << log;
+  auto files = [](const fs::path& d) {
+    std::vector<std::string> out;
+    for (const auto& e : fs::recursive_directory_iterator(d))
+      if (e.is_regular_file()) out.push_back(fs::relative(e.path(), d).string());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  // Seeds: image i of prompt n = 3 + n + 3 i.
+  const std::vector<std::string> expected = {"0/3.png", "0/6.png", "0/caption.txt", "1/4.png", "1/7.png",
+                                             "1/caption.txt", "2/5.png", "2/8.png", "2/caption.txt"};
+  EXPECT_EQ(files(tmp / "sharded"), expected);
+  EXPECT_EQ(files(tmp / "single"), expected);
+  // The first image of a batch sees the same batch position either way: identical pixels.
+  EXPECT_TRUE(io::read_image(tmp / "sharded/0/3.png") == io::read_image(tmp / "single/0/3.png"));
+  EXPECT_EQ(io::read_file(tmp / "sharded/1/caption.txt"), "a blue dog");
+  // --sdxl is checked against the model.
+  auto [rc2, log2] = test::run_command(kDro + " sample --model " + (test::fixtures() / "tiny-sd15").string() +
+                                       " --prompt x --sdxl --out " + (tmp / "x").string());
+  EXPECT_NE(rc2, 0);
+  EXPECT_NE(log2.find("--sdxl was given"), std::string::npos) << log2;
 }
 
 TEST(CliSample, BadArgumentsAreNamed) {

@@ -1,3 +1,6 @@
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -7,6 +10,7 @@
 #include "dro/core/error.h"
 #include "dro/core/device.h"
 #include "dro/core/progress.h"
+#include "dro/dist/process_group.h"
 #include "dro/io/atomic_file.h"
 #include "dro/io/image.h"
 #include "dro/io/safetensors.h"
@@ -19,7 +23,10 @@ namespace fs = std::filesystem;
 namespace {
 
 struct SampleOpts {
-  std::string model, unet, variant, prompt, prompts_file, prompts_dir, negative_prompt, out;
+  std::string model, unet, unet_variant, unet_subfolder, vae, variant, prompt, prompts_file, prompts_dir,
+      negative_prompt, out, mixed_precision;
+  int64_t num_workers = 0;
+  bool sdxl = false;
   std::string init_latents, save_latents, device = "auto", dtype = "fp32";
   std::string scheduler = "ddpm";
   int64_t steps = 50, height = 0, width = 0, images_per_prompt = 1, batch_size = 4;
@@ -64,43 +71,82 @@ Action register_sample(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "sample", "Generate images from prompts with a Stable Diffusion 1.5 / SDXL model folder "
                 "(diffusers layout). Output: OUT/<prompt index>/<seed>.png + caption.txt, the "
-                "official layout; images already present are kept (the run resumes).");
+                "official layout; images already present are kept (the run resumes). The official "
+                "inference.py option names (--pretrained_model_name_or_path, --test_dataset, "
+                "--num_inference_steps, ...) are accepted too. Under a launcher's environment (RANK, "
+                "WORLD_SIZE, LOCAL_RANK: dro launch, torchrun, srun) each process generates its share "
+                "of the prompts (prompt n on rank n mod WORLD_SIZE, on cuda:LOCAL_RANK); seeds do not "
+                "depend on the sharding.");
   auto o = std::make_shared<SampleOpts>();
-  cmd->add_option("--model", o->model, "diffusers model folder (model_index.json, unet/, vae/ ...)")->required();
+  cmd->add_option("--model,--pretrained_model_name_or_path", o->model,
+                  "diffusers model folder (model_index.json, unet/, vae/ ...)")->required();
   cmd->add_option("--unet", o->unet, "UNet folder replacing the model's, e.g. LOGDIR/ckpt-N/unet");
+  cmd->add_option("--unet-variant,--unet_variant", o->unet_variant, "weights variant of the --unet folder");
+  cmd->add_option("--unet-subfolder,--unet_subfolder", o->unet_subfolder,
+                  "sub-folder of --unet holding the UNet (e.g. unet when --unet is a whole model)");
+  cmd->add_option("--vae", o->vae,
+                  "VAE folder replacing the model's (the official SDXL inference uses madebyollin/sdxl-vae-fp16-fix)");
   cmd->add_option("--variant", o->variant, "weights variant of the model, e.g. fp16");
+  auto* sdxl_flag = cmd->add_flag("--sdxl,!--no-sdxl", o->sdxl,
+                "official flag: the model is SDXL. dro reads it from the model folder; given, it is checked");
   auto* p1 = cmd->add_option("--prompt", o->prompt, "one prompt");
   auto* p2 = cmd->add_option("--prompts", o->prompts_file, "text file with one prompt per line");
-  auto* p3 = cmd->add_option("--prompts-dir", o->prompts_dir,
+  auto* p3 = cmd->add_option("--prompts-dir,--test_dataset", o->prompts_dir,
                              "official test-set layout: DIR/<id>/caption.txt (sorted by folder name)");
   p1->excludes(p2)->excludes(p3);
   p2->excludes(p3);
   cmd->add_option("--negative-prompt", o->negative_prompt,
                   "negative prompt for every image (default none: SD1.5 uses \"\", SDXL zeros)");
-  cmd->add_option("--scheduler", o->scheduler, "sampler")
+  cmd->add_option("--scheduler", o->scheduler,
+                  "sampler: ddpm | ddim | dpmsolver++ | euler (any case; the official SDXL choice means euler)")
+      ->transform([](std::string v) {
+        std::transform(v.begin(), v.end(), v.begin(), ::tolower);
+        return v == "sdxl" ? std::string("euler") : v;
+      })
       ->check(CLI::IsMember({"ddpm", "ddim", "dpmsolver++", "euler"}))
       ->capture_default_str();
-  cmd->add_option("--steps", o->steps, "number of inference steps")->check(CLI::Range(1, 1000))->capture_default_str();
-  cmd->add_option("--guidance", o->guidance, "classifier-free guidance scale (<= 1 disables it)")->capture_default_str();
+  cmd->add_option("--steps,--num_inference_steps", o->steps, "number of inference steps")
+      ->check(CLI::Range(1, 1000))->capture_default_str();
+  cmd->add_option("--guidance,--guidance_scale", o->guidance, "classifier-free guidance scale (<= 1 disables it)")
+      ->capture_default_str();
   cmd->add_option("--eta", o->eta, "DDIM eta (0 = deterministic)")->capture_default_str();
   cmd->add_option("--seed", o->seed, "base seed: image i of prompt n uses seed + n + i * num_prompts")->capture_default_str();
   cmd->add_option("--height", o->height, "image height (default: UNet sample_size x VAE scale)");
   cmd->add_option("--width", o->width, "image width (default: UNet sample_size x VAE scale)");
-  cmd->add_option("--images-per-prompt", o->images_per_prompt, "images per prompt")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--batch-size", o->batch_size, "images per UNet batch")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--images-per-prompt,--num_images_per_prompt", o->images_per_prompt, "images per prompt")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--batch-size,--batch_size", o->batch_size, "images per UNet batch")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--init-latents", o->init_latents,
                   "safetensors with key 'latents' [N, C, h, w]: the initial unit-variance noise of the N "
                   "images in output order (prompt-major, then image index)");
   cmd->add_option("--save-latents", o->save_latents,
                   "write the final latents (before VAE decode) to this safetensors file, key 'latents'");
   cmd->add_option("--device", o->device, "auto | cpu | cuda | cuda:N")->capture_default_str();
-  cmd->add_option("--dtype", o->dtype, "model weights: fp32 | bf16 | fp16 (fp16 on CUDA only)")
+  auto* dtype = cmd->add_option("--dtype", o->dtype, "model weights: fp32 | bf16 | fp16 (fp16 on CUDA only)")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}))->capture_default_str();
-  cmd->add_option("--out", o->out, "output folder")->required();
+  cmd->add_option("--mixed_precision,--mixed-precision", o->mixed_precision,
+                  "the official name of --dtype: no (fp32) | fp16 | bf16 (the official default is bf16)")
+      ->check(CLI::IsMember({"no", "fp16", "bf16"}))
+      ->excludes(dtype);
+  cmd->add_option("--num_workers,--num-workers", o->num_workers,
+                  "official option, accepted for its command lines: prompts are read up front here, so it "
+                  "has no effect");
+  cmd->add_option("--out,--output", o->out, "output folder")->required();
   cmd->add_flag("--overwrite", o->overwrite, "regenerate images that already exist");
   cmd->add_flag("--quiet", o->quiet, "no progress display");
-  return [o]() {
-    const torch::Device device = resolve_device(o->device);
+  return [o, sdxl_flag]() {
+    if (!o->mixed_precision.empty())
+      o->dtype = o->mixed_precision == "no" ? "fp32" : o->mixed_precision;
+    if (o->num_workers != 0)
+      std::cerr << "[sample] note: --num_workers has no effect (prompts are read up front)\n";
+    // Data-parallel generation: this process's share of the prompts, on its own GPU.
+    const auto env = dist::Env::from_environment();
+    const int rank = env.rank, world = env.world_size;
+    torch::Device device = resolve_device(o->device);
+    if (env.distributed() && device.is_cuda() && !device.has_index())
+      device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+    if (rank != 0) o->quiet = true;
+    if (world > 1 && !o->save_latents.empty())
+      throw UsageError("[sample] --save-latents writes one file for all images: run it as a single process");
     // LibTorch's CPU kernels lack float16 for some of the models' operations (layer norm in
     // LibTorch 1.13); say so here rather than with a LibTorch error after the models have loaded.
     // bfloat16 runs on the CPU.
@@ -123,11 +169,25 @@ Action register_sample(CLI::App& app) {
     }
     pipeline::LoadSpec spec;
     spec.model = o->model;
-    spec.unet = o->unet;
+    spec.unet = o->unet.empty() || o->unet_subfolder.empty() ? fs::path(o->unet) : fs::path(o->unet) / o->unet_subfolder;
+    if (o->unet.empty() && !o->unet_subfolder.empty())
+      throw UsageError("[sample] --unet-subfolder needs --unet");
+    spec.unet_variant = o->unet_variant;
+    spec.vae = o->vae;
     spec.variant = o->variant;
     spec.device = device;
     spec.dtype = o->dtype == "fp16" ? torch::kFloat16 : o->dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+    const auto t_load = std::chrono::steady_clock::now();
+    if (rank == 0)
+      std::cerr << "[sample] loading " << o->model << (o->unet.empty() ? "" : " with UNet " + spec.unet.string())
+                << " onto " << device << " in " << o->dtype << " ..." << std::endl;
     auto sd = pipeline::StableDiffusion::load(spec);
+    if (rank == 0)
+      std::cerr << "[sample] loaded (" << (sd.sdxl() ? "SDXL" : "SD1.5 layout") << ") in "
+                << std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count() << " s\n";
+    if (sdxl_flag->count() > 0 && o->sdxl != sd.sdxl())
+      throw UsageError(cat("[sample] --", o->sdxl ? "sdxl" : "no-sdxl", " was given but ", o->model, " is ",
+                           sd.sdxl() ? "an SDXL model" : "not an SDXL model (one text encoder)"));
     pipeline::GenerateOptions g;
     g.scheduler = o->scheduler;
     g.steps = o->steps;
@@ -147,21 +207,23 @@ Action register_sample(CLI::App& app) {
       uint64_t seed;
     };
     std::vector<Job> jobs;
+    auto mine = [&](int64_t n) { return n % world == rank; };
     for (int64_t n = 0; n < P; ++n)
-      for (int64_t i = 0; i < K; ++i) {
+      for (int64_t i = 0; i < K && mine(n); ++i) {
         Job j{n, i, n * K + i, o->seed + static_cast<uint64_t>(n + i * P)};
         const auto png = dir_of(n) / (std::to_string(j.seed) + ".png");
         if (o->overwrite || !o->save_latents.empty() || !fs::exists(png)) jobs.push_back(j);
       }
     for (int64_t n = 0; n < P; ++n) {
+      if (!mine(n)) continue;
       const auto cap = dir_of(n) / "caption.txt";
       if (fs::exists(cap) && trim(io::read_file(cap)) != prompts[n] && !o->overwrite)
         throw UsageError(cat("[sample] ", cap.string(), " holds another prompt; choose another --out ",
                              "or pass --overwrite"));
       io::write_file_atomically(cap, prompts[n]);
     }
-    std::cerr << "[sample] " << P << " prompts x " << K << " images, " << jobs.size()
-              << " to generate, " << o->scheduler << " " << o->steps << " steps, guidance "
+    std::cerr << "[sample] " << (world > 1 ? cat("rank ", rank, "/", world, ": ") : std::string()) << P
+              << " prompts x " << K << " images, " << jobs.size() << " to generate here, " << o->scheduler << " " << o->steps << " steps, guidance "
               << o->guidance << ", device " << spec.device << "\n";
     std::vector<torch::Tensor> all_latents(N);
     const int64_t batches = (static_cast<int64_t>(jobs.size()) + o->batch_size - 1) / o->batch_size;

@@ -14,6 +14,7 @@ namespace dro::io {
 namespace {
 
 using test::TempDir;
+namespace fs = std::filesystem;
 
 TEST(Weights, SingleFileAndVariant) {
   TempDir dir;
@@ -161,6 +162,32 @@ TEST(ModelFolder, MissingComponentFolderIsNamed) {
     FAIL();
   } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("'unet'"), std::string::npos) << e.what();
+  }
+}
+
+// Components dro never reads may be listed without their folder (a download that skipped the
+// safety checker); a listed component dro needs may not.
+TEST(ModelFolder, UnusedComponentsMayBeAbsent) {
+  TempDir dir;
+  fs::create_directories(dir / "unet");
+  fs::create_directories(dir / "scheduler");
+  write_json(dir / "model_index.json",
+             OrderedJson{{"_class_name", "StableDiffusionPipeline"},
+                         {"unet", {"diffusers", "UNet2DConditionModel"}},
+                         {"scheduler", {"diffusers", "PNDMScheduler"}},
+                         {"safety_checker", {"stable_diffusion", "StableDiffusionSafetyChecker"}},
+                         {"feature_extractor", {"transformers", "CLIPImageProcessor"}},
+                         {"image_encoder", {"transformers", "CLIPVisionModelWithProjection"}}});
+  auto m = ModelFolder::open(dir.path());
+  EXPECT_EQ(m.components.size(), 2u);
+  EXPECT_EQ(m.absent, (std::vector<std::string>{"safety_checker", "feature_extractor", "image_encoder"}));
+  EXPECT_FALSE(m.has("safety_checker"));
+  fs::remove_all(dir / "scheduler");
+  try {
+    ModelFolder::open(dir.path());
+    FAIL() << "a missing scheduler folder was accepted";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("'scheduler'"), std::string::npos) << e.what();
   }
 }
 

@@ -5,6 +5,7 @@
 // --scale-lr, and runs without EMA.
 #include <fstream>
 
+#include "dro/core/error.h"
 #include "dro/io/json.h"
 #include "dro/io/safetensors.h"
 #include "dro/models/unet.h"
@@ -340,6 +341,46 @@ TEST(TrainerPaths, NoEmaCheckpointsTheTrainedWeights) {
   const auto ckpt = tensors(dir / "ckpt-4/unet/diffusion_pytorch_model.safetensors");
   ASSERT_EQ(trained.size(), ckpt.size());
   for (const auto& [k, v] : trained) EXPECT_TRUE(torch::equal(v, ckpt.at(k))) << k;
+}
+
+// --vae replaces the model's VAE (a copy of it elsewhere: bitwise the same run); --reference-unet
+// sets the frozen reference when training starts from --unet: the reference losses on the expert
+// branch are then the base model's, equal to the base run's first step, and not the starting
+// checkpoint's.
+TEST(TrainerPaths, VaeAndReferenceUnetFolders) {
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  write_experts(tmp / "data", 5);
+  const fs::path model = test::fixtures() / "tiny-sd15";
+  auto c = tiny_config("tiny-sd15", tmp / "data", tmp / "base");
+  Trainer(c).run();
+  fs::copy(model / "vae", tmp / "my-vae", fs::copy_options::recursive);
+  auto v = c;
+  v.vae = (tmp / "my-vae").string();
+  v.logdir = (tmp / "vae").string();
+  Trainer(v).run();
+  expect_same_state(tmp / "base", tmp / "vae");
+
+  auto from_ckpt = c;
+  from_ckpt.unet = (tmp / "base/ckpt-4/unet").string();
+  from_ckpt.logdir = (tmp / "ckpt-ref").string();
+  Trainer(from_ckpt).run();
+  auto base_ref = from_ckpt;
+  base_ref.reference_unet = (model / "unet").string();
+  base_ref.logdir = (tmp / "base-ref").string();
+  Trainer(base_ref).run();
+  const double base0 = metric_rows(tmp / "base")[0]["loss/expert0"].get<double>();
+  EXPECT_EQ(metric_rows(tmp / "base-ref")[0]["loss/expert0"].get<double>(), base0);
+  EXPECT_NE(metric_rows(tmp / "ckpt-ref")[0]["loss/expert0"].get<double>(), base0);
+
+  auto bad = c;
+  bad.vae = (tmp / "nothing").string();
+  try {
+    Trainer t(bad);
+    FAIL() << "a --vae folder without config.json was accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("--vae"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -16,11 +16,16 @@ StableDiffusion StableDiffusion::load(const LoadSpec& spec) {
   opts.dtype = spec.dtype;
   sd.prompts = PromptEncoder::load(sd.folder, opts, spec.variant);
   const auto unet_dir = spec.unet.empty() ? sd.folder.component("unet").dir : spec.unet;
-  sd.unet = models::load_unet(unet_dir, opts, spec.unet.empty() ? spec.variant : "");
+  sd.unet = models::load_unet(unet_dir, opts, spec.unet.empty() ? spec.variant : spec.unet_variant);
   sd.unet->eval();
-  sd.pixel_space = !sd.folder.has("vae");
+  sd.pixel_space = !sd.folder.has("vae") && spec.vae.empty();
+  if (!sd.pixel_space) {
+    sd.vae_dir = spec.vae.empty() ? sd.folder.component("vae").dir : spec.vae;
+    if (!spec.vae.empty() && !std::filesystem::exists(spec.vae / "config.json"))
+      throw UsageError(cat("[model] --vae ", spec.vae.string(), ": no config.json (expected a diffusers AutoencoderKL folder)"));
+  }
   if (spec.load_vae && !sd.pixel_space) {
-    sd.vae = models::load_vae(sd.folder.component("vae").dir, opts, spec.variant);
+    sd.vae = models::load_vae(sd.vae_dir, opts, spec.vae.empty() ? spec.variant : "");
     sd.vae->eval();
   }
   sd.scheduler_config = sched::SchedulerConfig::load(sd.folder.component("scheduler").dir);
@@ -39,7 +44,6 @@ StableDiffusion StableDiffusion::load(const LoadSpec& spec) {
 int64_t StableDiffusion::vae_scale_factor() const {
   if (pixel_space) return 1;
   if (vae) return vae->config().scale_factor();
-  const auto vae_dir = folder.component("vae").dir;
   return models::VaeConfig::load(vae_dir).scale_factor();
 }
 

@@ -23,6 +23,8 @@ struct LoadSpec {
   std::filesystem::path model;  // diffusers pipeline folder
   std::filesystem::path unet;   // optional UNet folder replacing model/unet (e.g. LOGDIR/ckpt-N/unet)
   std::string variant;          // e.g. fp16
+  std::string unet_variant;     // weights variant of `unet` (default: none)
+  std::filesystem::path vae;    // optional VAE folder replacing model/vae (e.g. sdxl-vae-fp16-fix)
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;
   bool load_vae = true;
@@ -35,6 +37,7 @@ struct StableDiffusion {
   models::AutoencoderKL vae{nullptr};  // null when not loaded or when the model has none
   // A model folder without a vae/ component works in pixel space: latents are images in [-1, 1].
   bool pixel_space = false;
+  std::filesystem::path vae_dir;  // the VAE folder (model/vae or LoadSpec::vae)
   sched::SchedulerConfig scheduler_config;
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;
