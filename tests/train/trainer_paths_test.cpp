@@ -3,6 +3,7 @@
 // copy, pure bf16 and bf16 autocast on the CPU, gradient checkpointing, random crops, buffer
 // guidance, the DDPM / DDIM buffer samplers, unperturbed timesteps, every LR schedule with
 // --scale-lr, and runs without EMA.
+#include <array>
 #include <fstream>
 
 #include "dro/core/error.h"
@@ -10,6 +11,7 @@
 #include "dro/io/safetensors.h"
 #include "dro/models/unet.h"
 #include "dro/train/lr_schedule.h"
+#include "dro/train/precision.h"
 #include "dro/train/trainer.h"
 #include "test_util.h"
 #include "train/train_helpers.h"
@@ -381,6 +383,45 @@ TEST(TrainerPaths, VaeAndReferenceUnetFolders) {
   } catch (const UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("--vae"), std::string::npos) << e.what();
   }
+}
+
+// The dtype of each part per mode, and the weight/optimiser memory the README's table states for
+// SD1.5 and SDXL (the released checkpoints' parameter counts), from the same function the run
+// header prints.
+TEST(Precision, DtypesAndMemoryPerMode) {
+  TrainConfig c;
+  const torch::Device cpu(torch::kCPU);
+  auto no = Precision::resolve(c, cpu);  // auto on the CPU
+  EXPECT_EQ(no.mode, "no");
+  EXPECT_FALSE(no.autocast);
+  c.mixed_precision = "bf16";
+  auto mixed = Precision::resolve(c, cpu);
+  EXPECT_EQ(mixed.trained, torch::kFloat32);
+  EXPECT_EQ(mixed.frozen, torch::kBFloat16);
+  EXPECT_EQ(mixed.buffer, torch::kFloat32);
+  EXPECT_TRUE(mixed.autocast);
+  c.pure_bf16 = true;
+  auto pure = Precision::resolve(c, cpu);
+  EXPECT_EQ(pure.trained, torch::kBFloat16);
+  EXPECT_EQ(pure.buffer, torch::kBFloat16);
+  EXPECT_FALSE(pure.autocast);
+  c.pure_bf16 = false;
+  c.mixed_precision = "fp16";
+  EXPECT_THROW(Precision::resolve(c, cpu), UsageError);
+
+  ModelSizes sd15{859520964, 83653863, 123060480};
+  ModelSizes sdxl{2567463684, 83653863, 123060480 + 694659840};
+  const std::vector<std::pair<Precision, std::array<double, 2>>> table = {
+      {no, {18.0, 55.0}}, {mixed, {15.9, 48.0}}, {pure, {9.0, 27.5}}};
+  for (const auto& [p, gb] : table) {
+    EXPECT_NEAR(estimate_memory(p, sd15).device_total() / 1e9, gb[0], 0.05) << p.mode;
+    EXPECT_NEAR(estimate_memory(p, sdxl).device_total() / 1e9, gb[1], 0.05) << p.mode;
+  }
+  EXPECT_NEAR(estimate_memory(no, sd15).host_total / 1e9, 3.4, 0.05);  // the offloaded EMA
+  ModelSizes separate = sdxl;
+  separate.separate_policy = true;
+  EXPECT_NEAR((estimate_memory(mixed, separate).device_total() - estimate_memory(mixed, sdxl).device_total()) / 1e9,
+              5.1, 0.05);
 }
 
 }  // namespace
