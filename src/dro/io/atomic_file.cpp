@@ -16,11 +16,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void fsync_path(const fs::path& path, bool directory) {
-  int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) return;  // best effort for the directory entry
-  ::fsync(fd);
+// Flushes a written file to the disk; IoError when the kernel reports that it could not (EIO,
+// ENOSPC, EDQUOT: the data may be lost, so the caller must not replace a good file with it).
+void fsync_file(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw IoError(cat("[io] cannot reopen ", path, " to flush it: ", std::strerror(errno)));
+  const int rc = ::fsync(fd);
+  const int err = errno;
   ::close(fd);
+  if (rc != 0) throw IoError(cat("[io] flushing ", path, " to disk failed: ", std::strerror(err)));
 }
 
 fs::path temp_path_for(const fs::path& path) {
@@ -43,17 +47,28 @@ void write_atomically(const fs::path& path, const std::function<void(std::ostrea
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
       if (!out) throw IoError(cat("[io] cannot open ", tmp, " for writing: ", std::strerror(errno)));
       write(out);
-      out.flush();
+      out.close();
       if (!out) throw IoError(cat("[io] writing ", tmp, " failed (disk full?)"));
     }
-    fsync_path(tmp, false);
+    fsync_file(tmp);
     fs::rename(tmp, path, ec);
     if (ec) throw IoError(cat("[io] cannot rename ", tmp, " to ", path, ": ", ec.message()));
-    fsync_path(dir, true);
+    sync_directory(dir);
   } catch (...) {
     fs::remove(tmp, ec);
     throw;
   }
+}
+
+void sync_directory(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  // Some file systems cannot sync a directory (EINVAL); the rename itself has then happened.
+  if (rc != 0 && err != EINVAL && err != EROFS)
+    throw IoError(cat("[io] flushing folder ", dir, " to disk failed: ", std::strerror(err)));
 }
 
 void write_file_atomically(const fs::path& path, const std::string& bytes) {

@@ -20,4 +20,8 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
 // Whole-file read; IoError naming the file when it cannot be read.
 std::string read_file(const std::filesystem::path& path);
 
+// fsync of a folder, so renames in it survive a power loss; IoError when the kernel reports an
+// I/O error (file systems that cannot sync folders are accepted).
+void sync_directory(const std::filesystem::path& dir);
+
 }  // namespace dro::io

@@ -12,6 +12,7 @@
 #include "dro/core/error.h"
 #include "dro/core/rng.h"
 #include "dro/dist/process_group.h"
+#include "dro/io/atomic_file.h"
 #include "dro/io/json.h"
 #include "dro/io/safetensors.h"
 #include "dro/train/optimizer_state.h"
@@ -49,6 +50,7 @@ void write_unet_folder(StateParts& p, const fs::path& dir, bool use_ema) {
   fs::remove_all(dir, ec);
   fs::create_directories(dir.parent_path());
   fs::rename(tmp, dir);
+  io::sync_directory(dir.parent_path());
 }
 
 // This rank's own part of the state: replay buffer, random streams, data position.
@@ -181,6 +183,7 @@ void save_state(StateParts& p, int64_t step, const FillerState& filler, bool che
     fs::rename(final_dir, old);
   }
   fs::rename(tmp, final_dir);
+  io::sync_directory(logdir);  // the swap survives a power loss
   fs::remove_all(old, ec);
   if (checkpoint) write_unet_folder(p, logdir / cat("ckpt-", step) / "unet", /*use_ema=*/true);
   group.barrier();
