@@ -88,6 +88,35 @@ TEST(CliSample, OfficialOptionNamesAndRankSharding) {
   EXPECT_NE(log2.find("--sdxl was given"), std::string::npos) << log2;
 }
 
+// --init-latents gives the initial noise of every image: with a deterministic sampler the seed then
+// changes nothing, and a file of the wrong shape is named.
+TEST(CliSample, InitLatentsReplaceTheSeededNoise) {
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  auto gen = at::detail::createCPUGenerator(3);
+  io::save_safetensors(tmp / "noise.safetensors", {{"latents", torch::randn({2, 4, 8, 8}, gen)}});
+  const std::string base = kDro + " sample --model " + (test::fixtures() / "tiny-sd15").string() +
+                           " --prompt 'a red cat' --images-per-prompt 2 --steps 3 --scheduler ddim --quiet";
+  const std::string init = " --init-latents " + (tmp / "noise.safetensors").string();
+  for (const char* seed : {"1", "50"}) {
+    auto [rc, log] = test::run_command(base + init + " --seed " + seed + " --out " + (tmp / seed).string());
+    ASSERT_EQ(rc, 0) << log;
+  }
+  auto [rc, log] = test::run_command(base + " --seed 1 --out " + (tmp / "seeded").string());
+  ASSERT_EQ(rc, 0) << log;
+  // Seed 1: images 1.png and 2.png; seed 50: 50.png and 51.png, from the same two noises.
+  EXPECT_TRUE(io::read_image(tmp / "1/0/1.png") == io::read_image(tmp / "50/0/50.png"));
+  EXPECT_TRUE(io::read_image(tmp / "1/0/2.png") == io::read_image(tmp / "50/0/51.png"));
+  EXPECT_FALSE(io::read_image(tmp / "1/0/1.png") == io::read_image(tmp / "1/0/2.png"));
+  EXPECT_FALSE(io::read_image(tmp / "1/0/1.png") == io::read_image(tmp / "seeded/0/1.png"));
+  io::save_safetensors(tmp / "bad.safetensors", {{"latents", torch::zeros({3, 4, 8, 8})}});
+  auto [rc2, log2] = test::run_command(base + " --init-latents " + (tmp / "bad.safetensors").string() + " --out " +
+                                       (tmp / "bad").string());
+  EXPECT_NE(rc2, 0);
+  EXPECT_NE(log2.find("bad.safetensors"), std::string::npos) << log2;
+  EXPECT_NE(log2.find("expected [2, C, h, w]"), std::string::npos) << log2;
+}
+
 TEST(CliSample, BadArgumentsAreNamed) {
   DRO_REQUIRE_FIXTURES();
   test::TempDir tmp;
