@@ -20,8 +20,8 @@
 
 namespace {
 
-using dro::text::ClipTokenizer;
 using dro::text::ClipTextOptions;
+using dro::text::ClipTokenizer;
 using dro::text::OpenClipTokenizer;
 
 struct Tokenizers {
@@ -38,7 +38,8 @@ const Tokenizers& tokenizers() {
       auto fast = ClipTokenizer::load(dir, ClipTextOptions::fast_tokenizer());
       return new Tokenizers{slow, fast, OpenClipTokenizer(slow)};
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "fuzz: cannot load the tokenizer (set DRO_FUZZ_TOKENIZER): %s\n", e.what());
+      std::fprintf(stderr, "fuzz: cannot load the tokenizer (set DRO_FUZZ_TOKENIZER): %s\n",
+                   e.what());
       std::exit(1);
     }
   }();
@@ -72,8 +73,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const ClipTokenizer* tok : {&t.slow, &t.fast}) {
     check_ids(*tok, tok->encode(text), "encode");
     const auto padded = tok->encode_padded(text);
-    DRO_FUZZ_CHECK(static_cast<int64_t>(padded.size()) == tok->max_length(), "encode_padded: %zu ids",
-                   padded.size());
+    DRO_FUZZ_CHECK(static_cast<int64_t>(padded.size()) == tok->max_length(),
+                   "encode_padded: %zu ids", padded.size());
     DRO_FUZZ_CHECK(padded.front() == tok->bos_id(), "encode_padded: no bos");
     check_ids(*tok, padded, "encode_padded");
     const auto batch = tok->tokenize_batch({text, ""});

@@ -47,10 +47,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     DRO_FUZZ_CHECK(c > 0, "unknown mode '%s'", im.mode.c_str());
     check_image(im.image, c, im.mode.c_str());
     const size_t n = static_cast<size_t>(im.width()) * im.height();
-    if (im.mode == "I;16") DRO_FUZZ_CHECK(im.pixels16.size() == n, "I;16: %zu values", im.pixels16.size());
+    if (im.mode == "I;16")
+      DRO_FUZZ_CHECK(im.pixels16.size() == n, "I;16: %zu values", im.pixels16.size());
     if (im.mode == "P") {
       DRO_FUZZ_CHECK(!im.palette.empty(), "P without a palette");
-      DRO_FUZZ_CHECK(im.indices.empty() || im.indices.size() == n, "P: %zu indices", im.indices.size());
+      DRO_FUZZ_CHECK(im.indices.empty() || im.indices.size() == n, "P: %zu indices",
+                     im.indices.size());
       for (uint8_t i : im.indices)
         DRO_FUZZ_CHECK(i < im.palette.size(), "P: index %d past %zu entries", i, im.palette.size());
     }

@@ -25,7 +25,8 @@ void check_accepted(const std::vector<TensorInfo>& tensors, uint64_t data_size) 
   for (size_t i = 0; i < tensors.size(); ++i) {
     const TensorInfo& t = tensors[i];
     if (i > 0)
-      DRO_FUZZ_CHECK(tensors[i - 1].name < t.name, "tensors not sorted/unique at '%s'", t.name.c_str());
+      DRO_FUZZ_CHECK(tensors[i - 1].name < t.name, "tensors not sorted/unique at '%s'",
+                     t.name.c_str());
     uint64_t numel = 1;
     for (int64_t d : t.shape) {
       DRO_FUZZ_CHECK(d >= 0, "tensor '%s' has a negative dimension %lld", t.name.c_str(),

@@ -1,8 +1,8 @@
-// libFuzzer target: `dro train --config FILE.json` (train/train_config.h). The input is JSON text
-// parsed as io::read_json does (with its Python-constant fallback); inputs that are not JSON are
-// skipped, the rest go through TrainConfig::update_from_json, validate, and the save / --resume
-// round trip of the run folder's config. Rejections are dro::Error; a crash, a sanitizer report or
-// any other exception (nlohmann's type_error / out_of_range ...) escaping is a finding.
+// libFuzzer target: `dro train --config FILE.json` (io/json.h, train/train_config.h). The input is
+// written to a scratch file and read with io::read_json, as the CLI does; an accepted object goes
+// through TrainConfig::update_from_json, validate, and the save / --resume round trip of the run
+// folder's config. Rejections are dro::Error; a crash, a sanitizer report or any other exception
+// (nlohmann's type_error / out_of_range ...) escaping is a finding.
 #include <cstdint>
 #include <string>
 
@@ -11,29 +11,17 @@
 #include "dro/train/train_config.h"
 #include "fuzz_util.h"
 
-namespace {
-
 using dro::io::OrderedJson;
 
-OrderedJson parse_like_read_json(const std::string& text) {
-  OrderedJson j = OrderedJson::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    const std::string fixed = dro::io::replace_python_constants(text);
-    if (fixed != text) j = OrderedJson::parse(fixed, nullptr, false);
-  }
-  return j;
-}
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string text(reinterpret_cast<const char*>(data), size);
-  const OrderedJson j = parse_like_read_json(text);
-  if (j.is_discarded()) return 0;
+  static const auto path = dro::fuzz::scratch_path("config.json");
+  dro::fuzz::write_bytes(path, data, size);
+  OrderedJson j;
   dro::train::TrainConfig config;
   try {
-    const auto unused = config.update_from_json(j, "fuzz.json");
-    (void)dro::train::unused_options_warning(unused, "fuzz.json");
+    j = dro::io::read_json(path);
+    const auto unused = config.update_from_json(j, path.string());
+    (void)dro::train::unused_options_warning(unused, path.string());
   } catch (const dro::Error&) {
     return 0;
   }

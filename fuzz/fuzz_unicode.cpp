@@ -38,7 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)lower_utf8(text);
 
   const std::u32string u = utf8_to_u32(text);
-  for (NormalForm form : {NormalForm::kNfc, NormalForm::kNfd, NormalForm::kNfkc, NormalForm::kNfkd}) {
+  for (NormalForm form :
+       {NormalForm::kNfc, NormalForm::kNfd, NormalForm::kNfkc, NormalForm::kNfkd}) {
     const std::u32string once = normalize(u, form);
     DRO_FUZZ_CHECK(normalize(once, form) == once, "normal form %d is not idempotent",
                    static_cast<int>(form));

@@ -31,14 +31,14 @@ inline void write_bytes(const std::filesystem::path& path, const uint8_t* data, 
 
 // A property the code under test promises does not hold: report it and stop (libFuzzer saves the
 // input as crash-*).
-#define DRO_FUZZ_CHECK(cond, ...)                                                    \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
+#define DRO_FUZZ_CHECK(cond, ...)                                                         \
+  do {                                                                                    \
+    if (!(cond)) {                                                                        \
       std::fprintf(stderr, "fuzz check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-      std::fprintf(stderr, __VA_ARGS__);                                             \
-      std::fprintf(stderr, "\n");                                                    \
-      std::abort();                                                                  \
-    }                                                                                \
+      std::fprintf(stderr, __VA_ARGS__);                                                  \
+      std::fprintf(stderr, "\n");                                                         \
+      std::abort();                                                                       \
+    }                                                                                     \
   } while (0)
 
 }  // namespace dro::fuzz

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "dro/core/error.h"
@@ -11,6 +12,12 @@
 
 // The one translation unit that compiles the stb implementations.
 #define STB_IMAGE_IMPLEMENTATION
+// stb_image 2.27 (Debian 12's libstb) does not clear its JPEG decoder state, so a scan naming a
+// Huffman table the file never defines decodes with whatever the allocation held before, and reads
+// out of bounds (later stb versions clear it). Zeroed allocations: such a table decodes zeros.
+#define STBI_MALLOC(size) std::calloc(1, size)
+#define STBI_REALLOC(p, size) std::realloc(p, size)
+#define STBI_FREE(p) std::free(p)
 #define STBI_NO_STDIO  // files are read through io::read_file so errors name the file our way
 #define STBI_ONLY_PNG
 #define STBI_ONLY_JPEG
@@ -44,14 +51,106 @@ void append_bytes(void* context, void* data, int size) {
   static_cast<std::string*>(context)->append(static_cast<const char*>(data), size);
 }
 
+void check_jpeg_huffman_tables(const std::string& bytes, const std::string& what) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  // SOI as stb_image finds it: FF, any fill bytes FF, D8.
+  size_t start = 1;
+  while (start < n && p[start] == 0xFF) ++start;
+  if (n < 2 || p[0] != 0xFF || start >= n || p[start] != 0xD8) return;
+  const auto byte = [&](size_t k) { return k < n ? p[k] : 0u; };  // stb reads 0 past the end
+  // The segments as stb_image walks them: bytes between them (entropy-coded data) are skipped up
+  // to the next marker; stuffed bytes, RSTn and fill bytes carry no length.
+  for (size_t i = start + 1; i + 1 < n;) {
+    if (p[i] != 0xFF || p[i + 1] == 0xFF) {
+      ++i;
+      continue;
+    }
+    const unsigned m = p[i + 1];
+    if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) {
+      i += 2;
+      continue;
+    }
+    if (m == 0xD9) return;  // EOI
+    const size_t length = (byte(i + 2) << 8) | byte(i + 3);
+    if (m == 0xC4) {  // DHT: tables of class/id, 16 code counts, the symbols
+      int64_t left = static_cast<int64_t>(length) - 2;
+      for (size_t t = i + 4; left > 0;) {
+        unsigned codes = 0;
+        for (size_t k = 1; k <= 16; ++k) codes += byte(t + k);
+        if (codes > 256)
+          throw IoError(cat("[image] ", what, ": JPEG Huffman table at byte ", t, " defines ",
+                            codes, " codes, more than 256 (corrupt file)"));
+        t += 17 + codes;
+        left -= 17 + static_cast<int64_t>(codes);
+      }
+    }
+    i += 2 + length;
+  }
+}
+
+// PNG chunks up to IEND: stb_image allocates room for an IDAT chunk's claimed length before it
+// reads the chunk, so a 2 KB file claiming a 1.3 GB chunk cost a 2 GB allocation.
+void check_png_chunks(const std::string& bytes, const std::string& what) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  if (n < 8 || std::memcmp(p, "\x89PNG\r\n\x1a\n", 8) != 0) return;
+  for (size_t pos = 8; pos + 8 <= n;) {
+    const uint64_t len =
+        (uint64_t(p[pos]) << 24) | (p[pos + 1] << 16) | (p[pos + 2] << 8) | p[pos + 3];
+    const std::string type(bytes.data() + pos + 4, 4);
+    if (len > n - pos - 8)
+      throw IoError(cat("[image] ", what, ": PNG chunk '", type, "' at byte ", pos, " claims ", len,
+                        " bytes but the file ends after ", n - pos - 8, " (truncated download?)"));
+    if (type == "IEND") return;
+    pos += 12 + len;
+  }
+}
+
+// The header fields stb_image's BMP reader uses (stbi__bmp_parse_header); only layouts it decodes
+// (uncompressed or bitfields) are checked, the rest it rejects itself.
+void check_bmp_size(const std::string& bytes, const std::string& what) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  if (n < 2 || p[0] != 'B' || p[1] != 'M') return;
+  const auto le = [&](size_t at, int len) {
+    uint64_t v = 0;
+    for (int k = len - 1; k >= 0; --k) v = (v << 8) | (at + k < n ? p[at + k] : 0u);
+    return v;
+  };
+  const uint64_t offset = le(10, 4), header = le(14, 4);
+  uint64_t w = 0, h = 0, bpp = 0;
+  if (header == 12) {
+    w = le(18, 2), h = le(20, 2), bpp = le(24, 2);
+  } else {
+    const uint64_t compression = le(30, 4);
+    if (compression != 0 && compression != 3) return;
+    w = le(18, 4), bpp = le(28, 2);
+    h = static_cast<uint64_t>(std::llabs(static_cast<int32_t>(le(22, 4))));  // < 0: top-down
+  }
+  if (w == 0 || h == 0 || bpp == 0 || bpp > 32 || w > (1u << 24) || h > (1u << 24)) return;
+  const uint64_t row = (w * bpp + 31) / 32 * 4;  // rows are padded to 4 bytes
+  const uint64_t need = offset + row * (h - 1) + (w * bpp + 7) / 8;
+  if (n < need)
+    throw IoError(cat("[image] ", what, ": BMP of ", w, "x", h, " pixels at ", bpp, " bits needs ",
+                      need, " bytes but the file has ", n, " (truncated file?)"));
+}
+
 }  // namespace
 
 Image::Image(int w, int h, int c)
     : width(w), height(h), channels(c), pixels(static_cast<size_t>(w) * h * c, 0) {}
 
+void check_stb_input(const std::string& bytes, const std::string& what) {
+  check_jpeg_huffman_tables(bytes, what);
+  check_png_chunks(bytes, what);
+  check_bmp_size(bytes, what);
+}
+
 Image decode_image(const std::string& bytes, const std::string& what, int channels) {
   if (channels != 0) check_channels(channels, "decode");
   if (bytes.empty()) throw IoError(cat("[image] ", what, ": file is empty"));
+  check_stb_input(bytes, what);
   int w = 0, h = 0, stored = 0;
   unsigned char* data =
       stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),

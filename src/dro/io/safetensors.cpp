@@ -115,12 +115,14 @@ std::vector<TensorInfo> parse_safetensors_header(const std::string& json_text, u
     }
     if (!v["shape"].is_array()) throw IoError(cat(ctx, ": shape must be an array"));
     uint64_t numel = 1;
+    uint64_t nonzero = 1;  // product of the non-zero dims: bounded also when a 0 makes numel 0
     for (const auto& s : v["shape"]) {
       if (!s.is_number_unsigned())
         throw IoError(cat(ctx, ": shape entries must be non-negative integers, found ", s.dump()));
       const uint64_t dim = s.get<uint64_t>();
-      if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / 16 / dim)
+      if (dim != 0 && nonzero > std::numeric_limits<uint64_t>::max() / 16 / dim)
         throw IoError(cat(ctx, ": shape ", v["shape"].dump(), " is too large"));
+      if (dim != 0) nonzero *= dim;
       numel *= dim;
       info.shape.push_back(static_cast<int64_t>(dim));
     }
@@ -142,9 +144,11 @@ std::vector<TensorInfo> parse_safetensors_header(const std::string& json_text, u
                         " data bytes (truncated download?)"));
     out.push_back(std::move(info));
   }
-  // Ranges must not overlap.
+  // Ranges must not overlap. Empty tensors hold no bytes and are left out: one between two
+  // ranges would hide their overlap from the check of neighbours.
   std::vector<const TensorInfo*> by_offset;
-  for (const auto& t : out) by_offset.push_back(&t);
+  for (const auto& t : out)
+    if (t.end > t.begin) by_offset.push_back(&t);
   std::sort(by_offset.begin(), by_offset.end(), [](const TensorInfo* a, const TensorInfo* b) {
     return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
   });

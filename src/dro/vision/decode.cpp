@@ -86,6 +86,7 @@ PngHeader read_png_header(const std::string& bytes, const std::string& what) {
 // stb_image with `channels` output channels (0: as stored). IoError on failure.
 io::Image stb_decode(const std::string& bytes, const std::string& what, const char* format,
                      int channels, int* stored = nullptr) {
+  io::check_stb_input(bytes, what);
   int w = 0, h = 0, n = 0;
   unsigned char* data = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
                                               static_cast<int>(bytes.size()), &w, &h, &n, channels);
