@@ -19,5 +19,6 @@ Action register_demo(CLI::App& app);
 Action register_launch(CLI::App& app);
 Action register_convert(CLI::App& app);
 Action register_score(CLI::App& app);
+Action register_eval(CLI::App& app);
 
 }  // namespace dro::app

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   add(dro::app::register_launch);
   add(dro::app::register_convert);
   add(dro::app::register_score);
+  add(dro::app::register_eval);
 
   try {
     app.parse(argc, argv);

@@ -39,6 +39,21 @@ std::pair<double, double> bootstrap(size_t n, const ProtocolOptions& o, const st
   return {quantile(stats, alpha), quantile(stats, 1 - alpha)};
 }
 
+// The median image by the selecting metric: the lower median for an even count, ties broken by
+// seed order (the images are sorted by seed), so the choice is deterministic.
+size_t median_index(const MethodScores& m, const PromptScores& p, const std::string& select_by) {
+  for (const auto& im : p.images)
+    if (!im.metrics.count(select_by))
+      throw UsageError(cat("[eval] ", m.name, ": ", im.image, " has no '", select_by,
+                           "' score to select the median image by (--select-by)"));
+  std::vector<size_t> order(p.images.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return p.images[a].metrics.at(select_by) < p.images[b].metrics.at(select_by);
+  });
+  return order[(order.size() - 1) / 2];
+}
+
 }  // namespace
 
 Selection parse_selection(const std::string& s) {
@@ -92,20 +107,15 @@ std::vector<std::map<std::string, double>> representatives(const MethodScores& m
       units.push_back(mean);
       continue;
     }
-    // The median image by the selecting metric: the lower median for an even count, ties broken by
-    // seed order (the images are sorted by seed), so the choice is deterministic.
-    std::vector<size_t> order(p.images.size());
-    std::iota(order.begin(), order.end(), 0);
-    for (const auto& im : p.images)
-      if (!im.metrics.count(o.select_by))
-        throw UsageError(cat("[eval] ", m.name, ": ", im.image, " has no '", o.select_by,
-                             "' score to select the median image by (--select-by)"));
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return p.images[a].metrics.at(o.select_by) < p.images[b].metrics.at(o.select_by);
-    });
-    units.push_back(p.images[order[(order.size() - 1) / 2]].metrics);
+    units.push_back(p.images[median_index(m, p, o.select_by)].metrics);
   }
   return units;
+}
+
+std::vector<std::string> representative_images(const MethodScores& m, const ProtocolOptions& o) {
+  std::vector<std::string> out;
+  for (const auto& p : m.prompts) out.push_back(p.images.at(median_index(m, p, o.select_by)).image);
+  return out;
 }
 
 MeanStd mean_std(const std::vector<double>& v, const ProtocolOptions& o) {
@@ -165,16 +175,17 @@ WinRate win_rate(const std::vector<double>& a, const std::vector<double>& b, con
   return r;
 }
 
-Evaluation evaluate(const std::vector<MethodScores>& methods, const ProtocolOptions& o) {
+Evaluation evaluate(const std::vector<MethodScores>& methods, const ProtocolOptions& o,
+                    const std::vector<std::string>& metric_order) {
   Evaluation e;
   std::map<std::string, std::vector<std::map<std::string, double>>> units;
   for (const auto& m : methods) {
     e.methods.push_back(m.name);
     units[m.name] = representatives(m, o);
   }
-  // Metrics every unit of every method has, in first-seen order.
-  std::vector<std::string> order;
-  std::set<std::string> seen;
+  // Metrics every unit of every method has, in the order asked for, else by name.
+  std::vector<std::string> order = metric_order;
+  std::set<std::string> seen(order.begin(), order.end());
   for (const auto& m : methods)
     for (const auto& u : units[m.name])
       for (const auto& [k, v] : u)

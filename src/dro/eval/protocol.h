@@ -49,6 +49,10 @@ void check_comparable(const std::vector<MethodScores>& methods, int64_t images_p
 // mean), or per image (all). units[k][metric].
 std::vector<std::map<std::string, double>> representatives(const MethodScores& m, const ProtocolOptions& o);
 
+// The image of each prompt that represents the method in pictures: its median image by select_by
+// (whatever the selection used for the numbers).
+std::vector<std::string> representative_images(const MethodScores& m, const ProtocolOptions& o);
+
 struct MeanStd {
   double mean = 0, std = 0;  // std over the units, population (ddof = 0, numpy's default)
   double ci_low = 0, ci_high = 0;  // bootstrap percentile interval of the mean
@@ -76,6 +80,8 @@ struct Evaluation {
   std::map<std::string, std::map<std::string, std::map<std::string, WinRate>>> win_rates;
   int64_t units = 0;
 };
-Evaluation evaluate(const std::vector<MethodScores>& methods, const ProtocolOptions& o);
+// `metric_order`: the metrics' order in the result (default: sorted by name).
+Evaluation evaluate(const std::vector<MethodScores>& methods, const ProtocolOptions& o,
+                    const std::vector<std::string>& metric_order = {});
 
 }  // namespace dro::eval
