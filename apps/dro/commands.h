@@ -20,5 +20,6 @@ Action register_launch(CLI::App& app);
 Action register_convert(CLI::App& app);
 Action register_score(CLI::App& app);
 Action register_eval(CLI::App& app);
+Action register_select(CLI::App& app);
 
 }  // namespace dro::app

@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   add(dro::app::register_convert);
   add(dro::app::register_score);
   add(dro::app::register_eval);
+  add(dro::app::register_select);
 
   try {
     app.parse(argc, argv);

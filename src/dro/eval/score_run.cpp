@@ -140,10 +140,29 @@ struct Prepared {
   std::string error;  // non-empty: the image could not be used
 };
 
+// The bytes of an archive member (pread: safe from several decoding threads).
+std::string read_member(const ScoreItem& item) {
+  const int fd = ::open(item.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw IoError(cat("[score] cannot open ", item.path.string()));
+  std::string bytes(static_cast<size_t>(item.size), '\0');
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::pread(fd, bytes.data() + done, bytes.size() - done, item.offset + static_cast<off_t>(done));
+    if (n <= 0) {
+      ::close(fd);
+      throw IoError(cat("[score] ", item.path.string(), ": member ", item.image, " is cut short (truncated archive?)"));
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return bytes;
+}
+
 Prepared prepare(const Scorer& scorer, const ScoreItem& item, bool replace_small) {
   Prepared p;
   try {
-    vision::PilImage img = vision::decode_image_file(item.path);
+    vision::PilImage img = item.offset < 0 ? vision::decode_image_file(item.path)
+                                           : vision::decode_image_bytes(read_member(item), item.path.string() + ":" + item.image);
     if (replace_small && (img.width() < 10 || img.height() < 10)) {
       // misc/dataset.py: "some images are corrupted" - anything under 10 px is scored as black.
       p.notes.push_back(cat("image is ", img.width(), "x", img.height(),
@@ -213,7 +232,7 @@ ScoreRunResult run_scores(const std::vector<ScorerRequest>& requests, const Scor
                           dist::Group& group) {
   if (requests.empty()) throw UsageError("[score] no scorer chosen");
   if (run.batch_size < 1) throw UsageError("[score] --batch-size must be at least 1");
-  if (run.dirs.empty()) throw UsageError("[score] --dir is required");
+  if (run.dirs.empty() && run.items.empty()) throw UsageError("[score] --dir is required");
   const bool main = group.is_main();
   const int rank = group.rank(), world = group.size();
   auto say = [&](const std::string& s) {
@@ -231,6 +250,7 @@ ScoreRunResult run_scores(const std::vector<ScorerRequest>& requests, const Scor
     auto part = list_score_items(d, run.list, &warnings);
     items.insert(items.end(), part.begin(), part.end());
   }
+  items.insert(items.end(), run.items.begin(), run.items.end());
   for (const auto& w : warnings) warn(w);
   if (!run.out.parent_path().empty()) fs::create_directories(run.out.parent_path());
 

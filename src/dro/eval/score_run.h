@@ -31,6 +31,9 @@ struct ScoreItem {
   std::string image;  // path relative to dir, '/'-separated
   std::filesystem::path path;
   std::string prompt;  // caption.txt verbatim
+  // A member of an archive: the image is bytes [offset, offset + size) of `path` (offset < 0: the
+  // whole file).
+  int64_t offset = -1, size = 0;
 };
 
 struct ListOptions {
@@ -53,6 +56,7 @@ struct ScorerRequest {
 
 struct ScoreRunOptions {
   std::vector<std::string> dirs;
+  std::vector<ScoreItem> items;  // listed by the caller (manifests, archives), scored after the dirs
   std::filesystem::path out;  // the JSONL
   int batch_size = 32;
   int workers = 2;  // threads decoding and preprocessing images
