@@ -89,5 +89,42 @@ TEST(CliEval, StylesPooledWinRatesAndGuards) {
   EXPECT_NE(log5.find("at least two"), std::string::npos) << log5;
 }
 
+// The official test layouts: HPDv2's four style lists concatenated (empty captions skipped,
+// duplicates kept, names with the digits of the full count) and a plain list.
+TEST(CliPrompts, Hpdv2AndListLayouts) {
+  test::TempDir tmp;
+  fs::create_directories(tmp / "hpd");
+  io::write_file_atomically(tmp / "hpd/anime.json", R"(["a cat", "  ", " a dog "])");
+  io::write_file_atomically(tmp / "hpd/concept-art.json", R"(["a cat"])");
+  io::write_file_atomically(tmp / "hpd/paintings.json", "[]");
+  io::write_file_atomically(tmp / "hpd/photo.json", R"(["", "sunset", "a", "b", "c", "d", "e", "f"])");
+  auto [rc, log] = test::run_command(kDro + " prompts hpdv2 --json " + (tmp / "hpd").string() + " --out " +
+                                     (tmp / "out").string());
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_NE(log.find("wrote 10 prompts"), std::string::npos) << log;
+  EXPECT_NE(log.find("2 empty caption(s) skipped"), std::string::npos) << log;
+  // 12 captions: two digits.
+  EXPECT_EQ(io::read_file(tmp / "out/00/caption.txt"), "a cat");
+  EXPECT_EQ(io::read_file(tmp / "out/01/caption.txt"), "a dog");
+  EXPECT_EQ(io::read_file(tmp / "out/02/caption.txt"), "a cat");
+  EXPECT_EQ(io::read_file(tmp / "out/03/caption.txt"), "sunset");
+  EXPECT_EQ(io::read_file(tmp / "out/09/caption.txt"), "f");
+  EXPECT_FALSE(fs::exists(tmp / "out/10"));
+  auto [rc2, log2] = test::run_command(kDro + " prompts hpdv2 --json " + (tmp / "hpd").string() + " --out " +
+                                       (tmp / "out").string());
+  EXPECT_NE(rc2, 0);
+  EXPECT_NE(log2.find("not empty"), std::string::npos) << log2;
+  io::write_file_atomically(tmp / "list.txt", "one\n\ntwo\n");
+  auto [rc3, log3] = test::run_command(kDro + " prompts list --file " + (tmp / "list.txt").string() + " --out " +
+                                       (tmp / "l").string());
+  ASSERT_EQ(rc3, 0) << log3;
+  EXPECT_EQ(io::read_file(tmp / "l/1/caption.txt"), "two");
+  fs::remove(tmp / "hpd/photo.json");
+  auto [rc4, log4] = test::run_command(kDro + " prompts hpdv2 --json " + (tmp / "hpd").string() + " --out " +
+                                       (tmp / "out4").string());
+  EXPECT_NE(rc4, 0);
+  EXPECT_NE(log4.find("photo.json is missing"), std::string::npos) << log4;
+}
+
 }  // namespace
 }  // namespace dro

@@ -21,5 +21,6 @@ Action register_convert(CLI::App& app);
 Action register_score(CLI::App& app);
 Action register_eval(CLI::App& app);
 Action register_select(CLI::App& app);
+Action register_prompts(CLI::App& app);
 
 }  // namespace dro::app

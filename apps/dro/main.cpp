@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   add(dro::app::register_score);
   add(dro::app::register_eval);
   add(dro::app::register_select);
+  add(dro::app::register_prompts);
 
   try {
     app.parse(argc, argv);
