@@ -87,15 +87,10 @@ Action register_eval(CLI::App& app) {
     for (const auto& [name, dir] : methods)
       for (const auto& s : in.sets) run.dirs.push_back(eval::test_set_dir(dir, s));
     run.out = o->scores.empty() ? std::filesystem::path(o->out) / "scores.jsonl" : std::filesystem::path(o->scores);
-    apply_scorer_flags(o->scorers, run);
     run.quiet = o->quiet;
-    const dist::Env env = dist::Env::from_environment();
-    const eval::ScorerOptions options = scorer_options(o->scorers, env);
-    dist::GroupOptions gopts;
-    gopts.device = options.device;
-    auto group = dist::init_process_group(env, gopts);
-    const auto scored = eval::run_scores(requests, scorer_models(o->scorers), options, run, *group);
-    if (!group->is_main()) return 0;
+    bool main = false;
+    const auto scored = run_scorers(o->scorers, requests, run, &main);
+    if (!main) return 0;
 
     in.protocol.selection = eval::parse_selection(o->select);
     const auto& keys = scored.key_order;

@@ -34,7 +34,6 @@ Action register_score(CLI::App& app) {
 
   return [o]() {
     const auto requests = scorer_requests(o->scorers, "score");
-    const eval::ScorerModels models = scorer_models(o->scorers);
     eval::ScoreRunOptions run;
     run.dirs = o->dirs;
     if (!o->out.empty())
@@ -43,17 +42,10 @@ Action register_score(CLI::App& app) {
       run.out = std::filesystem::path(o->dirs[0]) / "scores.jsonl";
     else
       throw UsageError("[score] --out is required with several --dir");
-    apply_scorer_flags(o->scorers, run);
     run.quiet = o->quiet;
-
-    const dist::Env env = dist::Env::from_environment();
-    const eval::ScorerOptions options = scorer_options(o->scorers, env);
-    dist::GroupOptions gopts;
-    gopts.device = options.device;
-    auto group = dist::init_process_group(env, gopts);
-
-    const auto result = eval::run_scores(requests, models, options, run, *group);
-    if (group->is_main()) {
+    bool main = false;
+    const auto result = run_scorers(o->scorers, requests, run, &main);
+    if (main) {
       std::cout << eval::format_summary(result);
       std::cout << "scored " << result.scored << " value(s), kept " << result.reused
                 << " from earlier runs"

@@ -58,14 +58,10 @@ Action register_select(CLI::App& app) {
     eval::ScoreRunOptions run;
     run.items = listing.items;
     run.out = o->score_out.empty() ? std::filesystem::path(o->out) / "scores.jsonl" : std::filesystem::path(o->score_out);
-    apply_scorer_flags(o->scorers, run);
     run.quiet = o->quiet;
-    const eval::ScorerOptions options = scorer_options(o->scorers, env);
-    dist::GroupOptions gopts;
-    gopts.device = options.device;
-    auto group = dist::init_process_group(env, gopts);
-    const auto scored = eval::run_scores(requests, scorer_models(o->scorers), options, run, *group);
-    if (!group->is_main()) return 0;
+    bool main = false;
+    const auto scored = run_scorers(o->scorers, requests, run, &main);
+    if (!main) return 0;
     const std::string key = scored.key_order.front();
     const auto rows = eval::read_jsonl(run.out);
     const auto top = eval::top_k(listing.items, rows, key, o->top_k);

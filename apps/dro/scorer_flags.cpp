@@ -116,4 +116,17 @@ void apply_scorer_flags(const ScorerFlags& f, eval::ScoreRunOptions& run) {
   run.replace_small_images = !f.keep_small;
 }
 
+eval::ScoreRunResult run_scorers(const ScorerFlags& f, const std::vector<eval::ScorerRequest>& requests,
+                                 eval::ScoreRunOptions& run, bool* is_main) {
+  apply_scorer_flags(f, run);
+  const dist::Env env = dist::Env::from_environment();
+  const eval::ScorerOptions options = scorer_options(f, env);
+  dist::GroupOptions gopts;
+  gopts.device = options.device;
+  auto group = dist::init_process_group(env, gopts);
+  auto result = eval::run_scores(requests, scorer_models(f), options, run, *group);
+  *is_main = group->is_main();
+  return result;
+}
+
 }  // namespace dro::app

@@ -37,4 +37,9 @@ eval::ScorerOptions scorer_options(const ScorerFlags& f, const dist::Env& env);
 // Batch size, workers and image handling into `run`.
 void apply_scorer_flags(const ScorerFlags& f, eval::ScoreRunOptions& run);
 
+// Joins the launcher's process group (a group of one for a plain run) and runs the scorers of `f`
+// over `run` (its batching and image flags applied). `is_main` tells whether this is rank 0.
+eval::ScoreRunResult run_scorers(const ScorerFlags& f, const std::vector<eval::ScorerRequest>& requests,
+                                 eval::ScoreRunOptions& run, bool* is_main);
+
 }  // namespace dro::app

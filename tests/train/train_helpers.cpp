@@ -4,6 +4,7 @@
 
 #include "dro/core/error.h"
 #include "dro/io/image.h"
+#include "dro/io/safetensors.h"
 #include "test_util.h"
 
 namespace dro::test {
@@ -40,6 +41,23 @@ train::TrainConfig tiny_config(const std::string& model, const fs::path& data, c
   c.device = "cpu";
   c.dataloader_num_workers = 2;
   return c;
+}
+
+std::map<std::string, torch::Tensor> load_tensors(const fs::path& file) {
+  std::map<std::string, torch::Tensor> out;
+  for (auto& [k, v] : io::load_safetensors(file)) out[k] = v.clone();
+  return out;
+}
+
+void expect_same_tensors(const fs::path& a, const fs::path& b) {
+  ASSERT_EQ(fs::exists(a), fs::exists(b)) << a << " / " << b;
+  if (!fs::exists(a)) return;
+  const auto ta = load_tensors(a), tb = load_tensors(b);
+  ASSERT_EQ(ta.size(), tb.size()) << a;
+  for (const auto& [k, v] : ta) {
+    ASSERT_TRUE(tb.count(k)) << b << ": " << k;
+    EXPECT_TRUE(torch::equal(v, tb.at(k))) << a.filename() << ": " << k;
+  }
 }
 
 }  // namespace dro::test

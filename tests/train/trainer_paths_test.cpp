@@ -22,23 +22,6 @@ namespace fs = std::filesystem;
 using test::tiny_config;
 using test::write_experts;
 
-std::map<std::string, torch::Tensor> tensors(const fs::path& f) {
-  std::map<std::string, torch::Tensor> out;
-  for (auto& [k, v] : io::load_safetensors(f)) out[k] = v.clone();
-  return out;
-}
-
-void expect_same_file_tensors(const fs::path& a, const fs::path& b) {
-  ASSERT_EQ(fs::exists(a), fs::exists(b)) << a << " / " << b;
-  if (!fs::exists(a)) return;
-  auto ta = tensors(a), tb = tensors(b);
-  ASSERT_EQ(ta.size(), tb.size()) << a;
-  for (const auto& [k, v] : ta) {
-    ASSERT_TRUE(tb.count(k)) << b << ": " << k;
-    EXPECT_TRUE(torch::equal(v, tb.at(k))) << a.filename() << ": " << k;
-  }
-}
-
 std::vector<io::OrderedJson> metric_rows(const fs::path& logdir) {
   std::vector<io::OrderedJson> rows;
   std::ifstream in(logdir / "metrics.jsonl");
@@ -52,7 +35,7 @@ std::vector<io::OrderedJson> metric_rows(const fs::path& logdir) {
 // and the same metrics.
 void expect_same_state(const fs::path& a, const fs::path& b) {
   for (const char* f : {"unet", "policy", "optimizer", "ema", "rank-0"})
-    expect_same_file_tensors(a / "state" / (std::string(f) + ".safetensors"),
+    test::expect_same_tensors(a / "state" / (std::string(f) + ".safetensors"),
                              b / "state" / (std::string(f) + ".safetensors"));
   const auto ra = metric_rows(a), rb = metric_rows(b);
   ASSERT_EQ(ra.size(), rb.size());
@@ -121,7 +104,7 @@ TEST_P(OverlapTest, BitwiseTheSequentialOrder) {
   EXPECT_GT(ahead.refills_ahead, 0) << "no refill was sampled ahead";
   EXPECT_EQ(seq.refills, ahead.refills);
   expect_same_state(tmp / "sequential", tmp / "ahead");
-  expect_same_file_tensors(tmp / "sequential/ckpt-6/unet/diffusion_pytorch_model.safetensors",
+  test::expect_same_tensors(tmp / "sequential/ckpt-6/unet/diffusion_pytorch_model.safetensors",
                            tmp / "ahead/ckpt-6/unet/diffusion_pytorch_model.safetensors");
   // And resumed from a save taken with a refill in flight (micro-step 3 of 8).
   c.buffer_overlap = true;
@@ -151,8 +134,8 @@ TEST(TrainerPaths, SeparatePolicyCopyLagsAndResumesExactly) {
   c.checkpointing_steps = 100;
   const auto dir = run_and_resume(c, tmp.path());
   // At micro-step 6 the policy was refreshed: it equals the trained weights.
-  const auto unet = tensors(dir / "state/unet.safetensors");
-  const auto policy = tensors(dir / "state/policy.safetensors");
+  const auto unet =test::load_tensors(dir / "state/unet.safetensors");
+  const auto policy =test::load_tensors(dir / "state/policy.safetensors");
   ASSERT_FALSE(policy.empty());
   for (const auto& [k, v] : policy) EXPECT_TRUE(torch::equal(v, unet.at(k))) << k;
   // At micro-step 4 (two optimiser steps, last refresh at 3) it lags behind them.
@@ -160,8 +143,8 @@ TEST(TrainerPaths, SeparatePolicyCopyLagsAndResumesExactly) {
   lag.num_steps = 4;
   lag.logdir = (tmp / "lag").string();
   Trainer(lag).run();
-  const auto u4 = tensors(tmp / "lag/state/unet.safetensors");
-  const auto p4 = tensors(tmp / "lag/state/policy.safetensors");
+  const auto u4 = test::load_tensors(tmp / "lag/state/unet.safetensors");
+  const auto p4 = test::load_tensors(tmp / "lag/state/policy.safetensors");
   EXPECT_FALSE(torch::equal(u4.at("conv_in.weight"), p4.at("conv_in.weight")));
 }
 
@@ -172,12 +155,13 @@ TEST(TrainerPaths, PureBf16OnTheCpu) {
   auto c = tiny_config("tiny-sd15", tmp / "data", tmp / "x");
   c.pure_bf16 = true;
   const auto dir = run_and_resume(c, tmp.path());
-  for (const auto& [k, v] : tensors(dir / "state/unet.safetensors")) EXPECT_EQ(v.scalar_type(), torch::kBFloat16) << k;
-  for (const auto& [k, v] : tensors(dir / "state/rank-0.safetensors"))
-    if (k.rfind("buffer/", 0) == 0 && torch::isFloatingType(v.scalar_type()))
+  for (const auto& [k, v] : test::load_tensors(dir / "state/unet.safetensors")) EXPECT_EQ(v.scalar_type(), torch::kBFloat16) << k;
+  for (const auto& [k, v] : test::load_tensors(dir / "state/rank-0.safetensors"))
+    if (k.rfind("buffer/", 0) == 0 && torch::isFloatingType(v.scalar_type())) {
       EXPECT_EQ(v.scalar_type(), torch::kBFloat16) << k;
+    }
   // Checkpoints are fp32 unless --save-dtype says otherwise.
-  for (const auto& [k, v] : tensors(dir / "ckpt-4/unet/diffusion_pytorch_model.safetensors"))
+  for (const auto& [k, v] : test::load_tensors(dir / "ckpt-4/unet/diffusion_pytorch_model.safetensors"))
     EXPECT_EQ(v.scalar_type(), torch::kFloat32) << k;
 }
 
@@ -190,10 +174,11 @@ TEST(TrainerPaths, Bf16AutocastOnTheCpu) {
   auto c = tiny_config("tiny-sd15", tmp / "data", tmp / "x");
   c.mixed_precision = "bf16";
   const auto dir = run_and_resume(c, tmp / "bf16");
-  for (const auto& [k, v] : tensors(dir / "state/unet.safetensors")) EXPECT_EQ(v.scalar_type(), torch::kFloat32) << k;
-  for (const auto& [k, v] : tensors(dir / "state/rank-0.safetensors"))
-    if (k.rfind("buffer/", 0) == 0 && torch::isFloatingType(v.scalar_type()))
+  for (const auto& [k, v] : test::load_tensors(dir / "state/unet.safetensors")) EXPECT_EQ(v.scalar_type(), torch::kFloat32) << k;
+  for (const auto& [k, v] : test::load_tensors(dir / "state/rank-0.safetensors"))
+    if (k.rfind("buffer/", 0) == 0 && torch::isFloatingType(v.scalar_type())) {
       EXPECT_EQ(v.scalar_type(), torch::kFloat32) << k;
+    }
   auto f = c;
   f.mixed_precision = "no";
   f.logdir = (tmp / "fp32").string();
@@ -247,8 +232,8 @@ TEST(TrainerPaths, RandomCropChangesTheExpertLatents) {
   center.random_crop = false;
   center.logdir = (tmp / "center").string();
   Trainer(center).run();
-  const auto a = tensors(dir / "state/rank-0.safetensors").at("buffer/x0");
-  const auto b = tensors(tmp / "center/state/rank-0.safetensors").at("buffer/x0");
+  const auto a =test::load_tensors(dir / "state/rank-0.safetensors").at("buffer/x0");
+  const auto b = test::load_tensors(tmp / "center/state/rank-0.safetensors").at("buffer/x0");
   ASSERT_EQ(a.sizes(), b.sizes());
   EXPECT_FALSE(torch::equal(a, b));
 }
@@ -264,8 +249,8 @@ TEST(TrainerPaths, BufferGuidanceChangesThePredictionsNotTheStart) {
   plain.buffer_guidance_scale = 1.0;
   plain.logdir = (tmp / "plain").string();
   Trainer(plain).run();
-  const auto g = tensors(dir / "state/rank-0.safetensors");
-  const auto p = tensors(tmp / "plain/state/rank-0.safetensors");
+  const auto g =test::load_tensors(dir / "state/rank-0.safetensors");
+  const auto p = test::load_tensors(tmp / "plain/state/rank-0.safetensors");
   // The same initial noise, then guided noise predictions.
   EXPECT_TRUE(torch::equal(g.at("buffer/xt").select(1, 0), p.at("buffer/xt").select(1, 0)));
   EXPECT_FALSE(torch::allclose(g.at("buffer/eps").select(1, 0), p.at("buffer/eps").select(1, 0)));
@@ -285,7 +270,7 @@ TEST_P(BufferSchedulerTest, RunsAndResumesWithItsTimesteps) {
   c.buffer_perturb_timesteps = perturb;
   c.buffer_batch_size = 4;
   const auto dir = run_and_resume(c, tmp.path());
-  const auto t = tensors(dir / "state/rank-0.safetensors").at("buffer/t");  // [rows, steps]
+  const auto t =test::load_tensors(dir / "state/rank-0.safetensors").at("buffer/t");  // [rows, steps]
   ASSERT_EQ(t.dim(), 2);
   ASSERT_EQ(t.size(1), c.buffer_num_inference_steps);
   for (int64_t r = 0; r < t.size(0); ++r)
@@ -339,8 +324,8 @@ TEST(TrainerPaths, NoEmaCheckpointsTheTrainedWeights) {
   c.use_ema = false;
   const auto dir = run_and_resume(c, tmp.path());
   EXPECT_FALSE(fs::exists(dir / "state/ema.safetensors"));
-  const auto trained = tensors(dir / "state/unet.safetensors");
-  const auto ckpt = tensors(dir / "ckpt-4/unet/diffusion_pytorch_model.safetensors");
+  const auto trained =test::load_tensors(dir / "state/unet.safetensors");
+  const auto ckpt =test::load_tensors(dir / "ckpt-4/unet/diffusion_pytorch_model.safetensors");
   ASSERT_EQ(trained.size(), ckpt.size());
   for (const auto& [k, v] : trained) EXPECT_TRUE(torch::equal(v, ckpt.at(k))) << k;
 }

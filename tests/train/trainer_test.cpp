@@ -19,18 +19,6 @@ namespace fs = std::filesystem;
 using test::tiny_config;
 using test::write_experts;
 
-std::map<std::string, torch::Tensor> weights(const fs::path& f) {
-  std::map<std::string, torch::Tensor> out;
-  for (auto& [k, v] : io::load_safetensors(f)) out[k] = v.clone();
-  return out;
-}
-
-void expect_bitwise_equal(const fs::path& a, const fs::path& b) {
-  auto wa = weights(a), wb = weights(b);
-  ASSERT_EQ(wa.size(), wb.size());
-  for (const auto& [k, v] : wa) EXPECT_TRUE(torch::equal(v, wb.at(k))) << k;
-}
-
 class TrainerTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TrainerTest, RunsCheckpointsAndResumesExactly) {
@@ -57,15 +45,15 @@ TEST_P(TrainerTest, RunsCheckpointsAndResumesExactly) {
     t.run();
     EXPECT_EQ(t.step(), 4);
   }
-  expect_bitwise_equal(tmp / "straight/state/unet.safetensors", tmp / "resumed/state/unet.safetensors");
-  expect_bitwise_equal(tmp / "straight/state/ema.safetensors", tmp / "resumed/state/ema.safetensors");
-  expect_bitwise_equal(tmp / "straight/ckpt-4/unet/diffusion_pytorch_model.safetensors",
+  test::expect_same_tensors(tmp / "straight/state/unet.safetensors", tmp / "resumed/state/unet.safetensors");
+  test::expect_same_tensors(tmp / "straight/state/ema.safetensors", tmp / "resumed/state/ema.safetensors");
+  test::expect_same_tensors(tmp / "straight/ckpt-4/unet/diffusion_pytorch_model.safetensors",
                        tmp / "resumed/ckpt-4/unet/diffusion_pytorch_model.safetensors");
   // The checkpoint is a diffusers UNet folder holding the EMA weights; it loads back.
   auto unet = models::load_unet(tmp / "straight/ckpt-4/unet");
-  auto ema = weights(tmp / "straight/state/ema.safetensors");
+  auto ema = test::load_tensors(tmp / "straight/state/ema.safetensors");
   EXPECT_TRUE(torch::equal(unet->named_parameters()["conv_in.weight"], ema.at("conv_in.weight")));
-  auto trained = weights(tmp / "straight/state/unet.safetensors");
+  auto trained = test::load_tensors(tmp / "straight/state/unet.safetensors");
   auto base = models::load_unet(test::fixtures() / GetParam() / "unet");
   EXPECT_FALSE(torch::equal(trained.at("conv_in.weight"), base->named_parameters()["conv_in.weight"]))
       << "training changed the weights";
@@ -105,11 +93,11 @@ TEST(Trainer, NonFiniteWeightsAreNeverSaved) {
     Trainer good(c);
     good.run();
   }
-  const auto saved = weights(tmp / "run/state/unet.safetensors");
+  const auto saved = test::load_tensors(tmp / "run/state/unet.safetensors");
   fs::copy(test::fixtures() / "tiny-sd15", tmp / "broken", fs::copy_options::recursive);
   const fs::path unet_file = tmp / "broken/unet/diffusion_pytorch_model.safetensors";
   io::NamedTensors t;
-  for (auto& [k, v] : weights(unet_file)) t.emplace_back(k, v);
+  for (auto& [k, v] : test::load_tensors(unet_file)) t.emplace_back(k, v);
   t[0].second.view(-1)[0] = std::numeric_limits<float>::infinity();
   io::save_safetensors(unet_file, t);
   c.pretrained_model_name_or_path = (tmp / "broken").string();
@@ -120,7 +108,7 @@ TEST(Trainer, NonFiniteWeightsAreNeverSaved) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("not finite"), std::string::npos) << e.what();
   }
-  const auto kept = weights(tmp / "run/state/unet.safetensors");
+  const auto kept = test::load_tensors(tmp / "run/state/unet.safetensors");
   ASSERT_EQ(kept.size(), saved.size());
   for (const auto& [k, v] : saved) {
     EXPECT_TRUE(torch::equal(kept.at(k), v)) << k;
@@ -160,7 +148,7 @@ TEST(Trainer, ResumeChecksOptionsAndASmallerDataset) {
   Trainer t(smaller);
   t.run();
   EXPECT_EQ(t.step(), 8);
-  const auto w = weights(tmp / "run/state/unet.safetensors");
+  const auto w = test::load_tensors(tmp / "run/state/unet.safetensors");
   for (const auto& [k, v] : w) EXPECT_TRUE(torch::isfinite(v).all().item<bool>()) << k;
 }
 
@@ -177,7 +165,7 @@ TEST(Trainer, DamagedStateNamesTheMissingEntry) {
   }
   c.resume = true;
   const fs::path ema_file = tmp / "run/state/ema.safetensors";
-  auto ema = weights(ema_file);
+  auto ema = test::load_tensors(ema_file);
   io::NamedTensors less;
   for (auto& [k, v] : ema)
     if (k != "conv_in.weight") less.emplace_back(k, v);

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <optional>
 
+#include "dro/core/clock.h"
 #include "dro/core/compat.h"
 #include "dro/core/rng.h"
 #include "dro/pipeline/denoise.h"
@@ -10,15 +11,6 @@
 #include "dro/train/train_config.h"
 
 namespace dro::train {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-}  // namespace
-
 BufferFiller::BufferFiller(const TrainConfig& cfg, TrainModels& models, const Precision& precision,
                            torch::Device device, data::ExpertLoader* loader, std::string random_prompt,
                            at::Generator filler_gen, at::Generator random_data_gen)

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "dro/core/clock.h"
 #include "dro/core/compat.h"
 #include "dro/core/error.h"
 #include "dro/core/rng.h"
@@ -10,15 +11,6 @@
 #include "dro/train/train_config.h"
 
 namespace dro::train {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-}  // namespace
-
 Learner::Learner(const TrainConfig& cfg, TrainModels& models, const Precision& precision, torch::Device device,
                  dist::Group& group, at::Generator gen)
     : cfg_(cfg), models_(models), precision_(precision), device_(device), group_(group), gen_(std::move(gen)) {

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <optional>
 
+#include "dro/core/clock.h"
 #include "dro/core/compat.h"
 #include "dro/core/device.h"
 #include "dro/core/error.h"
@@ -22,13 +23,8 @@
 
 namespace dro::train {
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 namespace {
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 std::shared_ptr<dist::Group> join_group(const TrainConfig& cfg, torch::Device& device) {
   const auto env = dist::Env::from_environment();
