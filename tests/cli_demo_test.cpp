@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "dro/io/atomic_file.h"
 #include "dro/io/image.h"
 #include "dro/io/json.h"
 #include "dro/world/base_model.h"
@@ -80,6 +81,14 @@ TEST(CliDemo, QuickRunWritesAWellFormedReport) {
   EXPECT_FALSE(r["models"]["base"].contains("preference_gain_vs_base"));
   EXPECT_EQ(r["settings"]["train"]["random_flip"], false);
   EXPECT_EQ(r["settings"]["eval"]["prompts"], 3);
+  // The paper's protocol through dro eval's code, the world's judges as scorers.
+  const auto& pw = r["paper_protocol"]["win_rates"]["dro"]["base"]["preference"];
+  EXPECT_EQ(pw["prompts"].get<int64_t>(), 3);
+  EXPECT_DOUBLE_EQ(pw["rate"].get<double>(), (pw["wins"].get<double>() + 0.5 * pw["ties"].get<double>()) / 3);
+  EXPECT_EQ(r["paper_protocol"]["select_by"], "preference");
+  for (const char* f : {"eval/results.json", "eval/report.md", "eval/win_rates.svg", "eval/grid.png"})
+    EXPECT_TRUE(fs::exists(out / f)) << f;
+  EXPECT_NE(io::read_file(out / "summary.md").find("The paper's protocol"), std::string::npos);
   // The generated images are in the official layout and `dro world eval` scores them.
   auto [rc2, log2] = run(kDro + " world eval --images " + (out / "samples" / "dro").string());
   ASSERT_EQ(rc2, 0) << log2;
