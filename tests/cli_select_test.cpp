@@ -88,6 +88,11 @@ TEST(CliSelect, EveryInputKindGivesTheSameTopK) {
   for (int i = 0; i < 3; ++i)
     EXPECT_TRUE(io::read_image(tmp / "out-pairs.jsonl" / std::to_string(i) / (std::to_string(i) + ".png")) ==
                 io::read_image(tmp / "out-paired.jsonl" / std::to_string(i) / (std::to_string(i) + ".png")));
+  // Two processes (each scores a shard, rank 0 merges): the same selection.
+  auto [rl, ll] = test::run_command(kDro + " launch --nproc 2 -- select --input " + (tmp / "experts").string() + flags +
+                                    " --top-k 3 --out " + (tmp / "out-2ranks").string());
+  ASSERT_EQ(rl, 0) << ll;
+  EXPECT_EQ(captions_of(tmp / "out-2ranks"), reference);
   // Another K from the same scores: nothing is scored again.
   auto [rc, log] = test::run_command(kDro + " select --input " + (tmp / "experts").string() + flags +
                                      " --top-k 5 --out " + (tmp / "out-experts").string());
