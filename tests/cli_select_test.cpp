@@ -98,6 +98,17 @@ TEST(CliSelect, EveryInputKindGivesTheSameTopK) {
                                      " --top-k 5 --out " + (tmp / "out-experts").string());
   ASSERT_EQ(rc, 0) << log;
   EXPECT_NE(log.find("kept 5"), std::string::npos) << log;
+  EXPECT_NE(log.find("scored 0 image(s), reused 6"), std::string::npos) << log;
+  // An interrupted run (half of the scores on disk) scores only the rest.
+  const std::string scores = io::read_file(tmp / "out-manifest.jsonl/scores.jsonl");
+  size_t cut = 0;
+  for (int i = 0; i < 3; ++i) cut = scores.find('\n', cut) + 1;
+  io::write_file_atomically(tmp / "out-manifest.jsonl/scores.jsonl", scores.substr(0, cut));
+  auto [ri, li] = test::run_command(kDro + " select --input " + (tmp / "manifest.jsonl").string() + flags +
+                                    " --top-k 3 --out " + (tmp / "out-manifest.jsonl").string());
+  ASSERT_EQ(ri, 0) << li;
+  EXPECT_NE(li.find("scored 3 image(s), reused 3"), std::string::npos) << li;
+  EXPECT_EQ(captions_of(tmp / "out-manifest.jsonl"), reference);
   const auto five = captions_of(tmp / "out-experts");
   ASSERT_EQ(five.size(), 5u);
   EXPECT_EQ(std::vector<std::string>(five.begin(), five.begin() + 3), reference);

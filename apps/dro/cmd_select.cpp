@@ -79,7 +79,8 @@ Action register_select(CLI::App& app) {
               << ", median " << q(0.5) << ", 75% " << q(0.75) << ", max " << all.back() << "\n"
               << "[select] kept " << top.size() << ": best " << top.front().score << ", K-th " << top.back().score
               << ", mean " << sum / static_cast<double>(top.size()) << "\n"
-              << "[select] wrote " << o->out << " (scores in " << run.out.string() << ")\n";
+              << "[select] scored " << scored.scored << " image(s), reused " << scored.reused
+              << " score(s) from earlier runs; wrote " << o->out << " (scores in " << run.out.string() << ")\n";
     if (static_cast<int64_t>(top.size()) < o->top_k)
       std::cout << "[select] note: only " << top.size() << " images could be scored, fewer than --top-k " << o->top_k << "\n";
     return 0;
