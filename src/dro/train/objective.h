@@ -18,6 +18,8 @@ using Denoiser = std::function<torch::Tensor(const torch::Tensor&, const torch::
                                              const torch::Tensor&, const torch::Tensor&,
                                              const torch::Tensor&)>;
 
+// For the preference objectives the expert branch carries the winners (DPO) or the labelled
+// images (KTO), the policy branch the losers (DPO); see objectives/dpo.h and kto.h.
 struct ObjectiveBatch {
   torch::Tensor t;             // [b]
   torch::Tensor c;             // [b, S, D]
@@ -27,6 +29,10 @@ struct ObjectiveBatch {
   torch::Tensor eps_policy;    // [b, C, H, W] the policy's stored prediction (its target)
   torch::Tensor text_embeds;   // [b, P] (SDXL) or undefined
   torch::Tensor time_ids;      // [b, 6] (SDXL) or undefined
+  torch::Tensor labels;        // [b] +1 desirable / -1 undesirable (KTO) or undefined
+  // Mean of a scalar over every rank of a data-parallel run (KTO's reference point); identity
+  // when unset.
+  std::function<torch::Tensor(const torch::Tensor&)> mean_over_ranks;
 };
 
 struct ObjectiveOutput {
