@@ -1,5 +1,7 @@
 #include "dro/core/compat.h"
 
+#include <dlfcn.h>
+
 #include <ATen/autocast_mode.h>
 
 #include <cmath>
@@ -33,6 +35,17 @@ void synchronize(const torch::Device& device) {
   // LibTorch 1.x has no public synchronize; a blocking copy of a scalar drains the stream.
   torch::zeros({1}, torch::TensorOptions().device(device)).cpu();
 #endif
+}
+
+int set_openblas_threads(int n) {
+  using Get = int (*)();
+  using Set = void (*)(int);
+  auto get = reinterpret_cast<Get>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  auto set = reinterpret_cast<Set>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (!get || !set) return -1;
+  const int before = get();
+  set(n);
+  return before;
 }
 
 void allow_tf32(bool on) { at::globalContext().setAllowTF32CuBLAS(on); }

@@ -29,6 +29,11 @@ void synchronize(const torch::Device& device);
 // Allows TF32 matrix products on CUDA (no-op elsewhere).
 void allow_tf32(bool on);
 
+// The thread count of OpenBLAS's own pool when LibTorch's BLAS is OpenBLAS (it ignores
+// at::set_num_threads and serialises callers from several threads); returns the previous count,
+// or -1 (and does nothing) for another BLAS.
+int set_openblas_threads(int n);
+
 // The calling thread's autocast settings for the two device types dro runs on, as
 // torch.utils.checkpoint saves them at forward. Other device types (XPU ...) are left alone.
 struct AutocastState {

@@ -182,7 +182,7 @@ double BufferFiller::sampling_seconds() const {
 
 // ---- FillerThread ------------------------------------------------------------------------------
 
-FillerThread::FillerThread(BufferFiller& filler) : filler_(filler), threads_(at::get_num_threads()) {
+FillerThread::FillerThread(BufferFiller& filler, int threads) : filler_(filler), threads_(threads) {
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -196,8 +196,8 @@ FillerThread::~FillerThread() {
 }
 
 void FillerThread::loop() {
-  // The same intra-op thread count as the thread that samples without overlap: parallel
-  // reductions split their work by it, so it is part of what makes the results bitwise equal.
+  // Parallel reductions split their work by the thread count, so it is part of what the results
+  // depend on: the same with and without overlap.
   if (at::get_num_threads() != threads_) at::set_num_threads(threads_);
   for (;;) {
     std::function<void()> job;

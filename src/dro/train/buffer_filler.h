@@ -72,11 +72,11 @@ class BufferFiller {
   bool profile_ = false;
 };
 
-// Runs refills of a BufferFiller on one background thread, one at a time, with the calling
-// thread's intra-op thread count (so results are bitwise those of running them in place).
+// Runs refills of a BufferFiller on one background thread, one at a time, with `threads` intra-op
+// threads.
 class FillerThread {
  public:
-  explicit FillerThread(BufferFiller& filler);
+  FillerThread(BufferFiller& filler, int threads);
   ~FillerThread();  // waits for a refill in flight
   FillerThread(const FillerThread&) = delete;
   FillerThread& operator=(const FillerThread&) = delete;
@@ -93,6 +93,7 @@ class FillerThread {
   FillerState state_before_pending() const;
   // Seconds take() spent waiting.
   double wait_seconds() const { return wait_s_; }
+  int threads() const { return threads_; }
 
  private:
   void loop();

@@ -62,7 +62,12 @@ struct Trainer::Impl {
   std::unique_ptr<BufferFiller> filler;
   std::unique_ptr<Learner> learner;
   std::unique_ptr<Metrics> metrics;
-  std::unique_ptr<FillerThread> ahead;  // last: stopped (and its refill finished) first
+  // The filler's own thread (objectives with policy samples): every refill runs there, sampled
+  // ahead of the learner with --buffer-overlap, on demand without. Last: stopped (and its refill
+  // finished) first.
+  std::unique_ptr<FillerThread> ahead;
+  int threads_before = 0;  // the caller's intra-op thread count, restored at the end
+  int openblas_before = -1;
 
   int64_t step = 0;  // micro-steps done
   PhaseTimes times;  // the learner thread's phases
@@ -102,7 +107,26 @@ struct Trainer::Impl {
     filler = std::make_unique<BufferFiller>(cfg, models, precision, device, loader.get(), opts.random_prompt,
                                             stream("filler"), stream("random-data"));
     filler->set_profile(opts.profile);
-    if (online && cfg.buffer_overlap) ahead = std::make_unique<FillerThread>(*filler);
+    if (online) {
+      // The intra-op threads asked for (OMP_NUM_THREADS, --threads) are shared by the two
+      // compute threads, the learner ceil(n/2), the filler floor(n/2), at least one each, with and
+      // without overlap, so both orders compute with the same counts (bitwise equal results) and
+      // n = cores does not oversubscribe the machine.
+      threads_before = at::get_num_threads();
+      const int learner_threads = std::max(1, (threads_before + 1) / 2);
+      const int filler_threads = std::max(1, threads_before / 2);
+      at::set_num_threads(learner_threads);
+      // OpenBLAS's pool serves one caller at a time: with two compute threads it would make them
+      // wait for each other, so each GEMM runs on its caller's thread.
+      openblas_before = compat::set_openblas_threads(1);
+      ahead = std::make_unique<FillerThread>(*filler, filler_threads);
+    }
+  }
+
+  ~Impl() {
+    ahead.reset();
+    if (threads_before > 0) at::set_num_threads(threads_before);
+    if (openblas_before > 0) compat::set_openblas_threads(openblas_before);
   }
 
   // The policy changes after micro-step r (an optimiser step when the policy is the trained
@@ -114,7 +138,7 @@ struct Trainer::Impl {
   // Starts the first refill after micro-step `s` on the filler thread when the policy it will use
   // is already final: no refresh after any micro-step from `first` until the refill is due.
   void start_next_refill(int64_t s, int64_t first) {
-    if (!ahead || ahead->pending()) return;
+    if (!ahead || !cfg.buffer_overlap || ahead->pending()) return;
     const int64_t due = (s / cfg.buffer_sample_steps + 1) * cfg.buffer_sample_steps;
     if (due > cfg.num_steps || buffer->size() == 0) return;
     for (int64_t r = first; r < due; ++r)
@@ -134,7 +158,8 @@ struct Trainer::Impl {
       int64_t n = cfg.buffer_batch_accumulation;
       if (buffer->size() == 0)  // first fill: at least one learning batch
         n = std::max(n, (cfg.batch_size + cfg.buffer_batch_size - 1) / cfg.buffer_batch_size);
-      batches = filler->produce(n);
+      ahead->start(s, n);  // on the filler's thread too, and waited for at once
+      batches = ahead->take();
     }
     for (const auto& b : batches) buffer->commit(b);
     ++times.refills;
@@ -212,7 +237,9 @@ struct Trainer::Impl {
       std::cerr << "- Buffer                  : " << cfg.buffer_size << " trajectories of "
                 << cfg.buffer_num_inference_steps << " " << cfg.buffer_scheduler << " steps, guidance "
                 << cfg.buffer_guidance_scale << (models.policy_shared() ? ", policy = trained weights" : "")
-                << (ahead ? ", sampled ahead on a second thread" : "") << "\n";
+                << (cfg.buffer_overlap ? ", sampled ahead on a second thread" : ", sampled in turn") << "\n"
+                << "- CPU threads             : learner " << at::get_num_threads() << ", buffer filler "
+                << ahead->threads() << "\n";
     std::cerr << "- Resuming                : " << (cfg.resume ? "yes" : "no") << "\n"
               << "- Run folder              : " << cfg.logdir << "\n"
               << "Resolved config:\n"
