@@ -51,7 +51,11 @@ void append_bytes(void* context, void* data, int size) {
   static_cast<std::string*>(context)->append(static_cast<const char*>(data), size);
 }
 
-void check_jpeg_huffman_tables(const std::string& bytes, const std::string& what) {
+// JPEG segments: Huffman tables stb_image 2.27 would overflow on, and frames whose size the data
+// cannot hold: every 8x8 block of the largest component takes at least one Huffman-coded bit, so
+// W x H pixels need W * H / 512 bytes (stb decodes missing data as zeros, so a 77-byte file could
+// claim a 1.4 GB image).
+void check_jpeg_segments(const std::string& bytes, const std::string& what) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   const size_t n = bytes.size();
   // SOI as stb_image finds it: FF, any fill bytes FF, D8.
@@ -73,6 +77,12 @@ void check_jpeg_huffman_tables(const std::string& bytes, const std::string& what
     }
     if (m == 0xD9) return;  // EOI
     const size_t length = (byte(i + 2) << 8) | byte(i + 3);
+    if (m >= 0xC0 && m <= 0xC2) {  // SOF0-2, the Huffman-coded frames stb decodes
+      const uint64_t h = (byte(i + 5) << 8) | byte(i + 6), w = (byte(i + 7) << 8) | byte(i + 8);
+      if (w * h > 512 * uint64_t(n))
+        throw IoError(cat("[image] ", what, ": JPEG frame of ", w, "x", h, " pixels cannot fit in ",
+                          n, " bytes (truncated or corrupt file)"));
+    }
     if (m == 0xC4) {  // DHT: tables of class/id, 16 code counts, the symbols
       int64_t left = static_cast<int64_t>(length) - 2;
       for (size_t t = i + 4; left > 0;) {
@@ -123,12 +133,14 @@ void check_bmp_size(const std::string& bytes, const std::string& what) {
   if (header == 12) {
     w = le(18, 2), h = le(20, 2), bpp = le(24, 2);
   } else {
-    const uint64_t compression = le(30, 4);
-    if (compression != 0 && compression != 3) return;
+    const auto compression = static_cast<int32_t>(le(30, 4));  // stb refuses 1, 2 and 4 on
+    if (compression == 1 || compression == 2 || compression >= 4) return;
     w = le(18, 4), bpp = le(28, 2);
     h = static_cast<uint64_t>(std::llabs(static_cast<int32_t>(le(22, 4))));  // < 0: top-down
   }
-  if (w == 0 || h == 0 || bpp == 0 || bpp > 32 || w > (1u << 24) || h > (1u << 24)) return;
+  if (w == 0 || h == 0)  // stb would loop over the rows of an image without pixels
+    throw IoError(cat("[image] ", what, ": BMP of ", w, "x", h, " pixels (corrupt file)"));
+  if (bpp == 0 || bpp > 32 || w > (1u << 24) || h > (1u << 24)) return;
   const uint64_t row = (w * bpp + 31) / 32 * 4;  // rows are padded to 4 bytes
   const uint64_t need = offset + row * (h - 1) + (w * bpp + 7) / 8;
   if (n < need)
@@ -141,8 +153,8 @@ void check_bmp_size(const std::string& bytes, const std::string& what) {
 Image::Image(int w, int h, int c)
     : width(w), height(h), channels(c), pixels(static_cast<size_t>(w) * h * c, 0) {}
 
-void check_stb_input(const std::string& bytes, const std::string& what) {
-  check_jpeg_huffman_tables(bytes, what);
+void check_image_bytes(const std::string& bytes, const std::string& what) {
+  check_jpeg_segments(bytes, what);
   check_png_chunks(bytes, what);
   check_bmp_size(bytes, what);
 }
@@ -150,7 +162,7 @@ void check_stb_input(const std::string& bytes, const std::string& what) {
 Image decode_image(const std::string& bytes, const std::string& what, int channels) {
   if (channels != 0) check_channels(channels, "decode");
   if (bytes.empty()) throw IoError(cat("[image] ", what, ": file is empty"));
-  check_stb_input(bytes, what);
+  check_image_bytes(bytes, what);
   int w = 0, h = 0, stored = 0;
   unsigned char* data =
       stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
@@ -158,6 +170,10 @@ Image decode_image(const std::string& bytes, const std::string& what, int channe
   if (data == nullptr)
     throw IoError(cat("[image] ", what, ": cannot decode image (", stbi_failure_reason(),
                       "; corrupt or truncated file, or not PNG/JPEG?)"));
+  if (w <= 0 || h <= 0) {  // stb returns some corrupt BMPs as images without pixels
+    stbi_image_free(data);
+    throw IoError(cat("[image] ", what, ": decodes to a ", w, "x", h, " image (corrupt file)"));
+  }
   Image image;
   image.width = w;
   image.height = h;

@@ -46,13 +46,14 @@ Image read_image(const std::filesystem::path& path, int channels = 3);
 // Decodes an image held in memory; `what` names the source in error messages.
 Image decode_image(const std::string& bytes, const std::string& what, int channels = 3);
 
-// What stb_image cannot be trusted with, checked before it decodes `bytes`; IoError naming `what`:
-// a JPEG Huffman table of more than 256 codes (stb_image 2.27, Debian 12's libstb, writes past its
-// tables: nothings/stb#1289, fixed in 2.28), a PNG chunk claiming more bytes than the file has
-// (stb allocates an IDAT's claimed length first), and a BMP whose pixel rows end past the end of
-// the file (stb allocates what the header claims and fills the rest with zeros, so 54 bytes could
-// claim 50 million pixels). PIL reports such files as corrupt or truncated. Other input passes.
-void check_stb_input(const std::string& bytes, const std::string& what);
+// What the decoders cannot be trusted with, checked before they see `bytes`; IoError naming
+// `what`: a JPEG Huffman table of more than 256 codes (stb_image 2.27, Debian 12's libstb, writes
+// past its tables: nothings/stb#1289), a JPEG frame larger than its bytes could encode, a PNG
+// chunk claiming more bytes than the file has (stb allocates an IDAT's claimed length first), and
+// a BMP without pixels or whose rows end past the end of the file. stb allocates what a header
+// claims and decodes missing data as zeros, so a few bytes could cost gigabytes; PIL reports such
+// files as corrupt or truncated. Other input passes.
+void check_image_bytes(const std::string& bytes, const std::string& what);
 
 // Encodes as PNG (deterministic bytes for a given image and stb version).
 std::string encode_png(const Image& image);

@@ -86,13 +86,17 @@ PngHeader read_png_header(const std::string& bytes, const std::string& what) {
 // stb_image with `channels` output channels (0: as stored). IoError on failure.
 io::Image stb_decode(const std::string& bytes, const std::string& what, const char* format,
                      int channels, int* stored = nullptr) {
-  io::check_stb_input(bytes, what);
   int w = 0, h = 0, n = 0;
   unsigned char* data = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
                                               static_cast<int>(bytes.size()), &w, &h, &n, channels);
   if (data == nullptr)
     throw IoError(cat("[image] ", what, ": cannot decode ", format,
                       " (stb_image: ", stbi_failure_reason(), "; corrupt or truncated file?)"));
+  if (w <= 0 || h <= 0) {  // stb returns some corrupt BMPs as images without pixels
+    stbi_image_free(data);
+    throw IoError(cat("[image] ", what, ": ", format, " decodes to a ", w, "x", h,
+                      " image (corrupt file)"));
+  }
   io::Image image;
   image.width = w;
   image.height = h;
@@ -329,6 +333,7 @@ PilImage decode_image_bytes(const std::string& bytes, const std::string& what) {
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()))
     throw IoError(
         cat("[image] ", what, ": ", bytes.size(), " bytes is over the 2 GiB the decoders take"));
+  io::check_image_bytes(bytes, what);
   const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
   if (bytes.size() >= 8 && std::memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
     return decode_png(bytes, what);
