@@ -10,14 +10,24 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <system_error>
+#include <vector>
 
 namespace dro::fuzz {
 
-// A file in TMPDIR (default /tmp) named after the process, so parallel fuzzers do not collide.
+// A file in TMPDIR (default /tmp) named after the process, so parallel fuzzers do not collide;
+// removed when the process exits normally.
 inline std::filesystem::path scratch_path(const std::string& name) {
+  static std::vector<std::filesystem::path> made;
+  if (made.empty())
+    std::atexit([] {
+      std::error_code ec;
+      for (const auto& p : made) std::filesystem::remove(p, ec);
+    });
   const char* dir = std::getenv("TMPDIR");
-  return std::filesystem::path(dir && *dir ? dir : "/tmp") /
-         ("dro-fuzz-" + std::to_string(::getpid()) + "-" + name);
+  made.push_back(std::filesystem::path(dir && *dir ? dir : "/tmp") /
+                 ("dro-fuzz-" + std::to_string(::getpid()) + "-" + name));
+  return made.back();
 }
 
 inline void write_bytes(const std::filesystem::path& path, const uint8_t* data, size_t size) {
