@@ -1,7 +1,8 @@
 // Inputs found while fuzzing the readers (fuzz/README.md), each answered now by the project's
 // own error: an out_of_range from nlohmann's number parsing, an overlap and a huge dimension the
-// safetensors range checks missed, a TOML literal string nlohmann could not write back, a JPEG
-// Huffman table stb_image 2.27 overflows on, and a BMP header claiming rows the file lacks.
+// safetensors range checks missed, a TOML literal string nlohmann could not write back, and image
+// headers stb_image 2.27 trusted (a JPEG Huffman table it overflows on, a table never defined, a
+// PNG chunk, a JPEG frame and BMP rows larger than the file).
 #include <fstream>
 
 #include "dro/core/error.h"
@@ -152,6 +153,50 @@ TEST(FuzzRegression, JpegHuffmanTableOverflowIsIoError) {
   EXPECT_EQ(vision::decode_image_file(photo).width(), 75);
 }
 
+TEST(FuzzRegression, UndefinedJpegHuffmanTableDecodesAlike) {
+  // fuzz_image crash-8d8db5b2: the photo with its last DHT (the chroma AC table) turned into an
+  // APP4 segment. stb 2.27 decoded the scan with whatever its allocation held (UBSan: index 624 out
+  // of bounds) before giving up on the file; with zeroed allocations every decode ends the same
+  // way, whatever the heap held before.
+  DRO_REQUIRE_SCORER_FIXTURES();
+  std::string jpg = io::read_file(test::scorer_fixtures() / "images" / "photo_75x56.jpg");
+  const size_t at = jpg.rfind("\xff\xc4");
+  ASSERT_NE(at, std::string::npos);
+  jpg[at + 1] = '\xe4';
+  std::vector<std::string> errors;
+  for (const uint8_t fill : {0x00, 0xab, 0x5c}) {
+    {  // leave bytes behind for the next allocation (passed out so the buffer is not elided)
+      const std::string junk(1 << 16, static_cast<char>(fill));
+      io::check_image_bytes(junk, "junk");
+    }
+    errors.push_back(error_of<IoError>([&] { io::decode_image(jpg, "x.jpg"); }));
+  }
+  EXPECT_TRUE(has(errors[0], "x.jpg: cannot decode image")) << errors[0];
+  EXPECT_EQ(errors[0], errors[1]);
+  EXPECT_EQ(errors[0], errors[2]);
+}
+
+TEST(FuzzRegression, PngChunkLongerThanFileIsIoError) {
+  // fuzz_image oom-5178609c, reduced: an IDAT claiming 1375732351 bytes in a 50-byte file; stb
+  // reserved 2 GB for it before reading.
+  std::string png = "\x89PNG\r\n\x1a\n";
+  png += std::string("\0\0\0\x0dIHDR\0\0\0\x3c\0\0\0\x30\x08\0\0\0\0\0\0\0\0", 25);
+  png += std::string("\x52\x00\x77\x7fIDAT", 8) + std::string(9, 'x');
+  const std::string e = error_of<IoError>([&] { io::decode_image(png, "x.png"); });
+  EXPECT_TRUE(has(e, "x.png: PNG chunk 'IDAT' at byte 33 claims 1375762303 bytes")) << e;
+  EXPECT_THROW(vision::decode_image_bytes(png, "x.png"), IoError);
+}
+
+TEST(FuzzRegression, JpegFrameLargerThanItsDataIsIoError) {
+  // fuzz_image oom-118890f7: 77 bytes whose frame stb decoded into 1.4 GB of zeros. A frame of
+  // 16384 x 16384 needs at least 512 KB of Huffman-coded data.
+  const std::string jpg = std::string("\xff\xd8\xff\xc0\x00\x11\x08\x40\x00\x40\x00\x03", 12) +
+                          std::string("\x01\x22\x00\x02\x11\x01\x03\x11\x01\xff\xd9", 11);
+  const std::string e = error_of<IoError>([&] { io::decode_image(jpg, "x.jpg"); });
+  EXPECT_TRUE(has(e, "x.jpg: JPEG frame of 16384x16384 pixels cannot fit in 23 bytes")) << e;
+  EXPECT_THROW(vision::decode_image_bytes(jpg, "x.jpg"), IoError);
+}
+
 TEST(FuzzRegression, TruncatedBmpIsIoError) {
   // fuzz_image slow-unit-1b972aef: 54 bytes claiming 3 x 16776706 pixels; stb allocated 150 MB per
   // decode and zero-filled the rows (10 s under the sanitizers).
@@ -181,7 +226,7 @@ TEST(FuzzRegression, TruncatedBmpIsIoError) {
   EXPECT_TRUE(has(e0, "zero.bmp: BMP of 3x0 pixels (corrupt file)")) << e0;
   EXPECT_THROW(vision::decode_image_bytes(bmp, "zero.bmp"), IoError);
   bmp.replace(18, 8, std::string("\0\0\0\0\x02\0\0\0", 8));  // 0 x 2
-  bmp.replace(30, 4, std::string("\0\0\0\xf8", 4));           // compression -134217728
+  bmp.replace(30, 4, std::string("\0\0\0\xf8", 4));          // compression -134217728
   EXPECT_THROW(io::decode_image(bmp, "zero.bmp"), IoError);
   EXPECT_THROW(vision::decode_image_bytes(bmp, "zero.bmp"), IoError);
 }
