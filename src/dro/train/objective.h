@@ -35,6 +35,27 @@ struct ObjectiveBatch {
   std::function<torch::Tensor(const torch::Tensor&)> mean_over_ranks;
 };
 
+// Both branches as one batch of 2b rows (expert / winner rows first), so each denoiser runs once.
+struct BothBranches {
+  torch::Tensor xt, target, t, c, text_embeds, time_ids;
+};
+inline BothBranches both_branches(const ObjectiveBatch& b) {
+  auto twice = [](const torch::Tensor& x) { return x.defined() ? torch::cat({x, x}) : torch::Tensor(); };
+  BothBranches o;
+  o.xt = torch::cat({b.xt_expert, b.xt_policy});
+  o.target = torch::cat({b.eps_expert, b.eps_policy}).to(o.xt.scalar_type());
+  o.t = twice(b.t);
+  o.c = twice(b.c);
+  o.text_embeds = twice(b.text_embeds);
+  o.time_ids = twice(b.time_ids);
+  return o;
+}
+
+// Per-sample mean over C, H, W of (pred - target)^2 -> [N], in the target's dtype.
+inline torch::Tensor per_sample_mse(const torch::Tensor& pred, const torch::Tensor& target) {
+  return (pred.to(target.scalar_type()) - target).square().mean({1, 2, 3});
+}
+
 struct ObjectiveOutput {
   torch::Tensor loss;                          // scalar, differentiable w.r.t. the trained model
   std::map<std::string, torch::Tensor> stats;  // detached per-sample values, e.g. "diff" [b]

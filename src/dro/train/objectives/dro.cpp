@@ -8,12 +8,8 @@ namespace dro::train {
 ObjectiveOutput DroObjective::compute(const Denoiser& trained, const Denoiser& reference,
                                       const ObjectiveBatch& b) const {
   // Expert rows first, then policy rows: [2b, ...].
-  const auto xt = torch::cat({b.xt_expert, b.xt_policy});
-  const auto target = torch::cat({b.eps_expert, b.eps_policy}).to(xt.scalar_type());
-  const auto t = torch::cat({b.t, b.t});
-  const auto c = torch::cat({b.c, b.c});
-  const auto te = b.text_embeds.defined() ? torch::cat({b.text_embeds, b.text_embeds}) : torch::Tensor();
-  const auto ids = b.time_ids.defined() ? torch::cat({b.time_ids, b.time_ids}) : torch::Tensor();
+  const BothBranches in = both_branches(b);
+  const auto &xt = in.xt, &target = in.target, &t = in.t, &c = in.c, &te = in.text_embeds, &ids = in.time_ids;
 
   torch::Tensor losses0;  // [2b]
   {

@@ -5,7 +5,7 @@ namespace dro::train {
 ObjectiveOutput KtoObjective::compute(const Denoiser& trained, const Denoiser& reference,
                                       const ObjectiveBatch& b) const {
   const auto target = b.eps_expert.to(b.xt_expert.scalar_type());
-  auto mse = [&](const torch::Tensor& pred) { return (pred.to(target.scalar_type()) - target).square().mean({1, 2, 3}); };
+  auto mse = [&](const torch::Tensor& pred) { return per_sample_mse(pred, target); };
   torch::Tensor ref;
   {
     torch::NoGradGuard no_grad;
