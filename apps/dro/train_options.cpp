@@ -36,7 +36,11 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
                   "VAE folder replacing MODEL/vae (e.g. madebyollin/sdxl-vae-fp16-fix, as the official SDXL run)");
   cmd->add_option("--variant", c.variant, "weights variant of the model, e.g. fp16");
   cmd->add_option("--train-dataset", c.train_dataset,
-                  "expert folder: DIR/<id>/caption.txt + one .png/.jpg per sub-folder");
+                  "dro, sft: expert folder DIR/<id>/caption.txt + one .png/.jpg per sub-folder. dpo: pairs "
+                  "manifest (JSONL/CSV rows {caption, chosen, rejected}, or Pick-a-Pic {caption, image_0, "
+                  "image_1, label_0}, ties dropped). kto: labels manifest (rows {caption, image, label 1/0}, or "
+                  "the Diffusion-KTO CSV {file_path, caption, label exclusive_win/exclusive_lose}). Image "
+                  "paths are relative to the manifest's folder");
   cmd->add_option("--logdir", c.logdir, "run folder: checkpoints, state, logs")->capture_default_str();
   cmd->add_option("--seed", c.seed, "seed of every random stream")->capture_default_str();
   cmd->add_option("--resolution", c.resolution, "training image size (shorter side, then crop)")->capture_default_str();
@@ -47,8 +51,15 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   cmd->add_flag("--skip-bad-images", c.skip_bad_images,
                 "skip (and count) expert folders whose caption or image is missing or unreadable instead of failing");
   cmd->add_option("--dataloader-num-workers", c.dataloader_num_workers, "image decoding threads")->capture_default_str();
-  cmd->add_option("--objective", c.objective, "training objective (dro)")->capture_default_str();
-  cmd->add_option("--batch-size", c.batch_size, "pairs per micro-step")->capture_default_str();
+  cmd->add_option("--objective", c.objective,
+                  "dro: Diffusion-DRO (expert folder, online policy samples). sft: supervised fine-tuning on the "
+                  "expert folder. dpo: Diffusion-DPO on preference pairs. kto: Diffusion-KTO on labelled "
+                  "images. dpo and kto learn against the frozen reference (--reference-unet, default the "
+                  "starting UNet); start them from an SFT checkpoint with --unet for the 'w/ SFT' variants")
+      ->capture_default_str();
+  cmd->add_option("--batch-size", c.batch_size,
+                  "examples per micro-step (dro: expert/policy pairs; dpo: preference pairs; kto: images)")
+      ->capture_default_str();
   cmd->add_option("--num-steps", c.num_steps, "micro-steps (forward/backward passes)")->capture_default_str();
   cmd->add_option("--gradient-accumulation-steps", c.gradient_accumulation_steps,
                   "micro-steps per optimisation step")->capture_default_str();
@@ -66,7 +77,18 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   cmd->add_option("--adam-weight-decay", c.adam_weight_decay, "AdamW weight decay")->capture_default_str();
   cmd->add_option("--adam-epsilon", c.adam_epsilon, "AdamW epsilon")->capture_default_str();
   cmd->add_option("--max-grad-norm", c.max_grad_norm, "global gradient-norm clip (0 disables)")->capture_default_str();
-  cmd->add_option("--margin", c.margin, "hinge margin of the ranking loss")->capture_default_str();
+  cmd->add_option("--margin", c.margin, "dro: hinge margin of the ranking loss")->capture_default_str();
+  cmd->add_option("--beta-dpo", c.beta_dpo,
+                  "dpo: inverse temperature of the loss -log sigmoid(-beta/2 * (model_diff - ref_diff))")
+      ->capture_default_str();
+  cmd->add_option("--beta-kto", c.beta_kto, "kto: inverse temperature of the utility sigmoid")->capture_default_str();
+  cmd->add_option("--lambda-desirable", c.lambda_desirable, "kto: weight of desirable images' loss")
+      ->capture_default_str();
+  cmd->add_option("--lambda-undesirable", c.lambda_undesirable, "kto: weight of undesirable images' loss")
+      ->capture_default_str();
+  cmd->add_option("--desirable-ratio", c.desirable_ratio,
+                  "kto: draw desirable images with this probability, in (0, 1) (0: as often as the data holds "
+                  "them)")->capture_default_str();
   cmd->add_option("--mixed-precision", c.mixed_precision,
                   "auto | no | bf16. no: everything fp32. bf16: the trained UNet, its gradients, AdamW and "
                   "EMA in fp32, every UNet forward (learner and buffer sampling) under bf16 autocast, the "

@@ -126,29 +126,16 @@ ExpertDataset ExpertDataset::scan(const fs::path& root, bool skip_bad, bool repo
         }
       if (!image.empty()) break;
     }
-    std::string problem;
     if (image.empty()) {
-      problem = cat(dir.string(), ": no .png/.jpg image");
-    } else if (const std::string bad = check_image_header(image); !bad.empty()) {
-      problem = cat(image.string(), ": ", bad);
-    } else if (skip_bad) {
-      // Decode once now so a corrupt file is skipped here rather than failing mid-training.
-      try {
-        io::read_image(image, 3);
-      } catch (const IoError& err) {
-        problem = err.what();
-      }
-    }
-    if (!problem.empty()) {
-      if (!skip_bad)
-        throw IoError(cat("[data] ", problem, " (pass --skip-bad-images to skip such folders)"));
+      const std::string problem = cat(dir.string(), ": no .png/.jpg image");
+      if (!skip_bad) throw IoError(cat("[data] ", problem, " (pass --skip-bad-images to skip such folders)"));
       ++d.skipped_;
       if (report) std::cerr << "[data] warning: skipping " << problem << "\n";
       continue;
     }
     std::string prompt = io::read_file(cap);
     while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == '\r')) prompt.pop_back();
-    d.entries_.push_back({image, prompt});
+    d.add(Entry{image, prompt, {}, 1}, "", skip_bad, report);
   }
   const std::string ignored =
       d.ignored_.empty() ? ""
@@ -165,10 +152,66 @@ ExpertDataset ExpertDataset::scan(const fs::path& root, bool skip_bad, bool repo
   return d;
 }
 
-ExpertItem ExpertDataset::load(int64_t i, const TransformOptions& t, double flip_draw,
-                               double crop_x_draw, double crop_y_draw) const {
-  const auto& e = entries_.at(i);
-  io::Image img = io::read_image(e.image, 3);
+bool ExpertDataset::add(Entry e, const std::string& where, bool skip_bad, bool report) {
+  std::string problem;
+  for (const fs::path* image : {&e.image, &e.rejected}) {
+    if (image->empty() || !problem.empty()) continue;
+    if (const std::string bad = check_image_header(*image); !bad.empty()) {
+      problem = cat(image->string(), ": ", bad);
+    } else if (skip_bad) {
+      // Decode once now so a corrupt file is skipped here rather than failing mid-training.
+      try {
+        io::read_image(*image, 3);
+      } catch (const IoError& err) {
+        problem = err.what();
+      }
+    }
+  }
+  if (!problem.empty()) {
+    if (!where.empty()) problem = cat(where, ": ", problem);
+    if (!skip_bad)
+      throw IoError(cat("[data] ", problem, " (pass --skip-bad-images to skip such ",
+                        where.empty() ? "folders" : "entries", ")"));
+    ++skipped_;
+    if (report) std::cerr << "[data] warning: skipping " << problem << "\n";
+    return false;
+  }
+  entries_.push_back(std::move(e));
+  return true;
+}
+
+ExpertDataset ExpertDataset::from_pairs(const PairData& pairs, const std::string& source, bool skip_bad,
+                                        bool report) {
+  ExpertDataset d;
+  d.paired_ = true;
+  for (size_t i = 0; i < pairs.pairs.size(); ++i) {
+    const auto& p = pairs.pairs[i];
+    d.add(Entry{p.chosen, p.caption, p.rejected, 1}, cat(source, " pair ", i + 1), skip_bad, report);
+  }
+  if (d.entries_.empty())
+    throw IoError(cat("[data] ", source, ": no usable preference pairs (", d.skipped_, " skipped)"));
+  return d;
+}
+
+ExpertDataset ExpertDataset::from_labels(const LabelData& labels, const std::string& source, bool skip_bad,
+                                         bool report) {
+  ExpertDataset d;
+  for (size_t i = 0; i < labels.images.size(); ++i) {
+    const auto& im = labels.images[i];
+    d.add(Entry{im.image, im.caption, {}, im.desirable ? 1.f : -1.f}, cat(source, " image ", i + 1), skip_bad,
+          report);
+  }
+  if (d.entries_.empty())
+    throw IoError(cat("[data] ", source, ": no usable labelled images (", d.skipped_, " skipped)"));
+  return d;
+}
+
+namespace {
+
+// Reads and transforms one image; the crop offsets and the original size go to `time_ids`.
+torch::Tensor transform(const fs::path& path, const TransformOptions& t, double flip_draw, double crop_x_draw,
+                        double crop_y_draw, torch::Tensor* time_ids) {
+  io::Image img = io::read_image(path, 3);
   if (img.width < 10 || img.height < 10)  // the official loader replaces such images by black
     img = io::Image(static_cast<int>(t.resolution), static_cast<int>(t.resolution), 3);
   const int64_t orig_h = img.height, orig_w = img.width;
@@ -184,23 +227,42 @@ ExpertItem ExpertDataset::load(int64_t i, const TransformOptions& t, double flip
     x0 = std::max(0, static_cast<int>(std::lround((r.width - res) / 2.0)));
   }
   r = io::crop(r, x0, y0, res, res);
+  if (time_ids)
+    *time_ids = torch::tensor({float(orig_h), float(orig_w), float(y0), float(x0), float(res), float(res)});
+  return io::to_tensor(r, io::PixelRange::kMinusOneOne);
+}
+
+}  // namespace
+
+ExpertItem ExpertDataset::load(int64_t i, const TransformOptions& t, double flip_draw,
+                               double crop_x_draw, double crop_y_draw) const {
+  const auto& e = entries_.at(i);
   ExpertItem item;
   item.prompt = e.prompt;
-  item.image = io::to_tensor(r, io::PixelRange::kMinusOneOne);
-  item.add_time_ids =
-      torch::tensor({float(orig_h), float(orig_w), float(y0), float(x0), float(res), float(res)});
+  item.image = transform(e.image, t, flip_draw, crop_x_draw, crop_y_draw, &item.add_time_ids);
+  // A pair's second image: the same flip and the same crop draws (its own size may differ).
+  if (!e.rejected.empty()) item.rejected = transform(e.rejected, t, flip_draw, crop_x_draw, crop_y_draw, nullptr);
+  item.label = e.label;
   item.index = i;
   return item;
 }
 
 ExpertLoader::ExpertLoader(const ExpertDataset* dataset, TransformOptions transform, uint64_t seed,
-                           int64_t num_workers, int64_t shard, int64_t num_shards)
+                           int64_t num_workers, int64_t shard, int64_t num_shards, double desirable_ratio)
     : dataset_(dataset),
       transform_(transform),
       seed_(seed),
       workers_(std::max<int64_t>(1, num_workers)),
       shard_(shard),
-      num_shards_(num_shards) {
+      num_shards_(num_shards),
+      desirable_ratio_(desirable_ratio) {
+  if (desirable_ratio_ > 0) {
+    int64_t desirable = 0;
+    for (int64_t i = 0; i < dataset_->size(); ++i) desirable += dataset_->label(i) > 0;
+    if (desirable == 0 || desirable == dataset_->size())
+      throw UsageError(cat("[data] a desirable ratio of ", desirable_ratio_, " needs desirable and undesirable "
+                           "images; the data has ", desirable, " desirable of ", dataset_->size()));
+  }
   if (dataset_->size() < num_shards_)
     throw UsageError(cat("[data] ", dataset_->size(), " examples cannot be split over ",
                          num_shards_, " processes"));
@@ -219,6 +281,15 @@ std::vector<int64_t> ExpertLoader::order(int64_t epoch) const {
   auto gen = make_generator(derive_seed(seed_, "shuffle", static_cast<uint64_t>(epoch)));
   auto perm = torch::randperm(dataset_->size(), gen, torch::kLong);
   std::vector<int64_t> all(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + perm.numel());
+  if (desirable_ratio_ > 0) {  // each slot desirable with that probability, each class in its shuffled order
+    std::vector<int64_t> pos, neg;
+    for (int64_t i : all) (dataset_->label(i) > 0 ? pos : neg).push_back(i);
+    const auto draws = torch::rand({static_cast<int64_t>(all.size())}, gen, torch::kFloat64);
+    const double* u = draws.data_ptr<double>();
+    size_t p = 0, n = 0;
+    for (size_t i = 0; i < all.size(); ++i)
+      all[i] = u[i] < desirable_ratio_ ? pos[p++ % pos.size()] : neg[n++ % neg.size()];
+  }
   // Rank `shard` takes every num_shards-th example (equal-size shards, the tail dropped).
   std::vector<int64_t> mine;
   for (int64_t i = shard_; i < epoch_length() * num_shards_; i += num_shards_)
@@ -254,7 +325,8 @@ void ExpertLoader::fill() {
 
 ExpertLoader::Batch ExpertLoader::next(int64_t n) {
   Batch b;
-  std::vector<torch::Tensor> images, ids;
+  std::vector<torch::Tensor> images, ids, rejected;
+  std::vector<float> labels;
   for (int64_t k = 0; k < n; ++k) {
     fill();
     ExpertItem item = queue_.front().get();  // rethrows a decoding error naming the file
@@ -263,6 +335,8 @@ ExpertLoader::Batch ExpertLoader::next(int64_t n) {
     b.indices.push_back(item.index);
     images.push_back(item.image);
     ids.push_back(item.add_time_ids);
+    if (item.rejected.defined()) rejected.push_back(item.rejected);
+    labels.push_back(item.label);
     if (++position_ >= epoch_length()) {
       position_ = 0;
       ++epoch_;
@@ -271,6 +345,8 @@ ExpertLoader::Batch ExpertLoader::next(int64_t n) {
   fill();
   b.images = torch::stack(images);
   b.add_time_ids = torch::stack(ids);
+  if (!rejected.empty()) b.rejected = torch::stack(rejected);
+  b.labels = torch::tensor(labels, torch::kFloat32);
   return b;
 }
 

@@ -136,20 +136,22 @@ TrajectoryBatch BufferFiller::produce_one() {
 
 BufferSample BufferFiller::expert_batch(int64_t n, at::Generator& gen) {
   auto batch = next_expert(n);
-  const auto captions = drop_prompts(batch.prompts, gen);
+  const auto captions = drop_prompts(batch.prompts, gen);  // one draw per example: a pair shares it
   torch::NoGradGuard no_grad;
   BufferSample s;
   auto emb = models_.prompts->encode(captions);
   s.c = emb.embeds.to(precision_.buffer);
   if (emb.pooled.defined()) s.c_pooled = emb.pooled.to(precision_.buffer);
-  if (models_.vae) {
-    auto images = batch.images.to(device_, precision_.frozen);
-    s.x0 = models_.vae->scale_latents(models_.vae->encode(images).sample(gen)).to(precision_.buffer);
-  } else {
-    s.x0 = batch.images.to(device_, precision_.buffer);
-  }
+  auto latents = [&](const torch::Tensor& images) {
+    if (!models_.vae) return images.to(device_, precision_.buffer);  // a pixel-space model
+    auto x = images.to(device_, precision_.frozen);
+    return models_.vae->scale_latents(models_.vae->encode(x).sample(gen)).to(precision_.buffer);
+  };
+  s.x0 = latents(batch.images);
+  if (batch.rejected.defined()) s.x0_rejected = latents(batch.rejected);
   s.t = torch::randint(0, models_.noise.num_train_timesteps(), {n}, gen, torch::kLong).to(device_);
   if (models_.prompts->sdxl()) s.add_time_ids = batch.add_time_ids.to(device_, precision_.buffer);
+  if (batch.labels.defined()) s.labels = batch.labels.to(device_);
   return s;
 }
 

@@ -14,7 +14,7 @@ namespace dro::train {
 Learner::Learner(const TrainConfig& cfg, TrainModels& models, const Precision& precision, torch::Device device,
                  dist::Group& group, at::Generator gen)
     : cfg_(cfg), models_(models), precision_(precision), device_(device), group_(group), gen_(std::move(gen)) {
-  objective_ = make_objective(cfg.objective, cfg.margin);
+  objective_ = make_objective(cfg);
   for (const auto& p : models.unet->named_parameters(true)) {
     params_.push_back(p.value());
     names_.push_back(p.key());
@@ -54,10 +54,23 @@ double Learner::accumulate(const BufferSample& sample, int64_t s, PhaseTimes& ti
   ob.c = sample.c;
   ob.eps_expert = randn(sample.x0.sizes(), gen_, sample.x0.options());
   ob.xt_expert = models_.noise.add_noise(sample.x0, ob.eps_expert, sample.t);
-  ob.xt_policy = sample.xt;
-  ob.eps_policy = sample.eps;
+  if (sample.x0_rejected.defined()) {
+    // A preference pair: the rejected image takes the chosen one's timestep and noise.
+    ob.eps_policy = ob.eps_expert;
+    ob.xt_policy = models_.noise.add_noise(sample.x0_rejected, ob.eps_expert, sample.t);
+  } else {
+    ob.xt_policy = sample.xt;
+    ob.eps_policy = sample.eps;
+  }
   ob.text_embeds = sample.c_pooled;
   ob.time_ids = sample.add_time_ids;
+  ob.labels = sample.labels;
+  if (group_.size() > 1)
+    ob.mean_over_ranks = [this](const torch::Tensor& x) {
+      std::vector<torch::Tensor> v{x.detach().clone()};
+      group_.all_reduce_mean(v);
+      return v[0];
+    };
   auto out = objective_->compute(denoiser(models_.unet, &times.trained_forward),
                                  denoiser(models_.reference, &times.reference), ob);
   const double loss = out.loss.item<double>();

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -65,13 +66,20 @@ class Objective {
  public:
   virtual ~Objective() = default;
   virtual std::string name() const = 0;
-  // False for objectives that learn from expert data alone (no replay buffer, no reference).
+  // False for objectives that learn from data alone (no replay buffer, no buffer filler).
   virtual bool needs_policy_samples() const { return true; }
+  // False for objectives without a frozen reference model (SFT).
+  virtual bool needs_reference() const { return true; }
   virtual ObjectiveOutput compute(const Denoiser& trained, const Denoiser& reference,
                                   const ObjectiveBatch& batch) const = 0;
 };
 
-// "dro" (margin) or "sft" — the factory grows with the objectives.
-std::unique_ptr<Objective> make_objective(const std::string& name, double margin);
+struct TrainConfig;
+
+// The objective cfg.objective names, with its options: dro (--margin), sft, dpo (--beta-dpo),
+// kto (--beta-kto, --lambda-desirable, --lambda-undesirable). UsageError for another name.
+std::unique_ptr<Objective> make_objective(const TrainConfig& cfg);
+// The objectives make_objective knows, in --help order.
+const std::vector<std::string>& objective_names();
 
 }  // namespace dro::train

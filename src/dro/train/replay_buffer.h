@@ -37,6 +37,9 @@ struct BufferSample {
   torch::Tensor c_pooled;      // [b, P] or undefined
   torch::Tensor add_time_ids;  // [b, 6] or undefined
   torch::Tensor rows, steps;   // [b] the indices drawn (for logs and tests)
+  // Expert batches of the preference baselines (never from the buffer): the pairs' rejected
+  // latents [b, C, H, W] (DPO) and the images' labels [b], +1 desirable / -1 undesirable (KTO).
+  torch::Tensor x0_rejected, labels;
 };
 
 class ReplayBuffer {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <string>
@@ -11,6 +12,7 @@
 
 #include "dro/core/error.h"
 #include "dro/train/lr_schedule.h"
+#include "dro/train/objective.h"
 
 namespace dro::train {
 namespace {
@@ -86,6 +88,11 @@ void for_each_field(TrainConfig& c, F&& f) {
   f("adam_epsilon", c.adam_epsilon, above(0));
   f("max_grad_norm", c.max_grad_norm, at_least(0));  // 0 disables clipping
   f("margin", c.margin, at_least(0));
+  f("beta_dpo", c.beta_dpo, above(0));
+  f("beta_kto", c.beta_kto, above(0));
+  f("lambda_desirable", c.lambda_desirable, at_least(0));
+  f("lambda_undesirable", c.lambda_undesirable, at_least(0));
+  f("desirable_ratio", c.desirable_ratio, half_open(0, 1));
   f("mixed_precision", c.mixed_precision);
   f("pure_bf16", c.pure_bf16);
   f("save_dtype", c.save_dtype);
@@ -328,8 +335,13 @@ void TrainConfig::validate() const {
   s.validate();
   if (dist_backend != "auto" && dist_backend != "gloo" && dist_backend != "nccl")
     throw UsageError(cat("[train] --dist-backend '", dist_backend, "' (auto, gloo, nccl)"));
-  if (objective != "dro" && objective != "sft")
-    throw UsageError(cat("[train] --objective '", objective, "' (dro, sft)"));
+  make_objective(*this);  // a known name
+  const bool preference = objective == "dpo" || objective == "kto";
+  if (preference && std::filesystem::is_directory(train_dataset))
+    throw UsageError(cat("[train] --objective ", objective, " reads a ", objective == "dpo" ? "pairs" : "labels",
+                         " manifest (JSONL or CSV) as --train-dataset, not a folder: ", train_dataset));
+  if (desirable_ratio > 0 && objective != "kto")
+    throw UsageError(cat("[train] --desirable-ratio applies to --objective kto only (got ", objective, ")"));
 }
 
 }  // namespace dro::train

@@ -17,7 +17,9 @@ struct TrainConfig {
   std::string reference_unet;                 // frozen reference UNet (default: the starting UNet)
   std::string vae;                            // optional VAE folder overriding the model's
   std::string variant;                        // weights variant, e.g. fp16
-  std::string train_dataset;                  // expert layout: DIR/<id>/{*.png,caption.txt}
+  // dro, sft: the expert layout DIR/<id>/{*.png,caption.txt}; dpo: a pairs manifest, kto: a
+  // labels manifest (JSONL or CSV, see data/preference_data.h)
+  std::string train_dataset;
   std::string logdir = "./logs/sd15_diffusion-dro";
   int64_t seed = 0;
   int64_t resolution = 512;
@@ -40,6 +42,11 @@ struct TrainConfig {
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_weight_decay = 1e-2, adam_epsilon = 1e-8;
   double max_grad_norm = 1.0;
   double margin = 0.001;
+  // The baselines' options (Diffusion-DPO's and Diffusion-KTO's defaults).
+  double beta_dpo = 5000;
+  double beta_kto = 1000;
+  double lambda_desirable = 1, lambda_undesirable = 1;
+  double desirable_ratio = 0;  // kto: share of desirable images drawn, in (0, 1); 0: as in the data
   std::string mixed_precision = "auto";  // auto | no | fp16 | bf16 (auto: bf16 on CUDA, no on CPU)
   bool pure_bf16 = false;                // official behaviour: bf16 weights, optimiser and EMA
   std::string save_dtype = "fp32";       // ckpt-N/unet weights: fp32 | bf16 (the official bf16 runs) | fp16

@@ -25,7 +25,7 @@ models::UNet2DConditionModel load_frozen_unet(const fs::path& dir, const nn::Loa
 }  // namespace
 
 TrainModels TrainModels::load(const TrainConfig& cfg, const Precision& precision, const torch::Device& device,
-                              bool online) {
+                              bool reference, bool policy_samples) {
   TrainModels m;
   m.folder = io::ModelFolder::open(cfg.pretrained_model_name_or_path);
   nn::LoadOptions frozen;
@@ -44,7 +44,7 @@ TrainModels TrainModels::load(const TrainConfig& cfg, const Precision& precision
   if (m.vae) m.vae->eval();
   const fs::path unet_dir = cfg.unet.empty() ? m.folder.component("unet").dir : fs::path(cfg.unet);
   const std::string unet_variant = cfg.unet.empty() ? cfg.variant : "";
-  if (online) {
+  if (reference) {
     const bool own_ref = !cfg.reference_unet.empty();
     m.reference = load_frozen_unet(own_ref ? fs::path(cfg.reference_unet) : unet_dir, frozen,
                                    own_ref ? "" : unet_variant);
@@ -66,7 +66,7 @@ TrainModels TrainModels::load(const TrainConfig& cfg, const Precision& precision
   // With buffer_update_steps dividing gradient_accumulation_steps the policy is refreshed right
   // after every optimiser step, so it always equals the trained weights: sample with those (no
   // third copy in memory, identical results in fp32).
-  const bool shared = !online || cfg.gradient_accumulation_steps % cfg.buffer_update_steps == 0;
+  const bool shared = !policy_samples || cfg.gradient_accumulation_steps % cfg.buffer_update_steps == 0;
   if (!shared) m.policy_copy = load_frozen_unet(unet_dir, frozen, unet_variant);
   m.scheduler_config = sched::SchedulerConfig::load(m.folder.component("scheduler").dir);
   // The DRO targets are noise predictions (the stored eps_pred and the expert noise).

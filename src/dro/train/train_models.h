@@ -25,16 +25,17 @@ struct TrainModels {
   std::optional<pipeline::PromptEncoder> prompts;
   models::AutoencoderKL vae{nullptr};  // null: a pixel-space model (latents are the images)
   models::UNet2DConditionModel unet{nullptr};         // trained, in precision.trained
-  models::UNet2DConditionModel reference{nullptr};    // frozen; objectives with policy samples only
+  models::UNet2DConditionModel reference{nullptr};    // frozen; objectives with a reference only
   models::UNet2DConditionModel policy_copy{nullptr};  // frozen lagged policy; null when shared
   sched::SchedulerConfig scheduler_config;
   sched::NoiseSchedule noise;
   int64_t latent_channels = 4, latent_size = 64;
 
-  // Loads everything `cfg` names onto `device`; `online` objectives get a reference and, when
-  // buffer_update_steps does not divide gradient_accumulation_steps, a separate policy copy.
+  // Loads everything `cfg` names onto `device`: a frozen reference when `reference`, and for
+  // objectives with `policy_samples`, when buffer_update_steps does not divide
+  // gradient_accumulation_steps, a separate policy copy.
   static TrainModels load(const TrainConfig& cfg, const Precision& precision, const torch::Device& device,
-                          bool online);
+                          bool reference, bool policy_samples);
 
   // The UNet that samples the buffer: the trained one when the policy equals it at every refill.
   bool policy_shared() const { return !policy_copy; }

@@ -13,6 +13,7 @@
 #include "dro/core/progress.h"
 #include "dro/core/rng.h"
 #include "dro/data/expert_dataset.h"
+#include "dro/data/preference_data.h"
 #include "dro/dist/process_group.h"
 #include "dro/train/buffer_filler.h"
 #include "dro/train/metrics.h"
@@ -88,19 +89,20 @@ struct Trainer::Impl {
     auto stream = [&](const std::string& name) {
       return make_generator(rank == 0 ? derive_seed(cfg.seed, name) : derive_seed(cfg.seed, name + "/rank", rank));
     };
-    online = make_objective(cfg.objective, cfg.margin)->needs_policy_samples();
-    models = TrainModels::load(cfg, precision, device, online);
+    const auto objective = make_objective(cfg);
+    online = objective->needs_policy_samples();
+    models = TrainModels::load(cfg, precision, device, objective->needs_reference(), online);
     learner = std::make_unique<Learner>(cfg, models, precision, device, *group, stream("learner"));
     learner->set_profile(opts.profile);
     // Identical starting weights on every rank, whatever each one read from disk.
     group->broadcast(learner->params());
     if (models.policy_copy) group->broadcast(models.policy_copy->parameters(true));
     if (!opts.random_data) {
-      dataset = data::ExpertDataset::scan(cfg.train_dataset, cfg.skip_bad_images, /*report=*/main);
+      dataset = open_dataset(main);
       data::TransformOptions t{cfg.resolution, cfg.random_flip, cfg.random_crop};
       // Every rank shuffles each epoch identically and takes its own slice (no overlap).
       loader = std::make_unique<data::ExpertLoader>(&*dataset, t, derive_seed(cfg.seed, "data"),
-                                                    cfg.dataloader_num_workers, rank, world);
+                                                    cfg.dataloader_num_workers, rank, world, cfg.desirable_ratio);
     }
     buffer = std::make_unique<ReplayBuffer>(cfg.buffer_size, cfg.buffer_cpu ? torch::Device(torch::kCPU) : device,
                                             precision.buffer);
@@ -121,6 +123,31 @@ struct Trainer::Impl {
       openblas_before = compat::set_openblas_threads(1);
       ahead = std::make_unique<FillerThread>(*filler, filler_threads);
     }
+  }
+
+  // The expert folder (dro, sft), the pairs (dpo) or the labelled images (kto).
+  data::ExpertDataset open_dataset(bool report) const {
+    const auto& path = cfg.train_dataset;
+    if (cfg.objective == "dpo") {
+      const auto pairs = data::read_pairs(path);
+      if (report && pairs.ties_dropped)
+        std::cerr << "[data] " << path << ": dropped " << pairs.ties_dropped << " tied pair(s) (label_0 0.5)\n";
+      return data::ExpertDataset::from_pairs(pairs, path, cfg.skip_bad_images, report);
+    }
+    if (cfg.objective == "kto") {
+      const auto labels = data::read_labels(path);
+      if (report && labels.dropped)
+        std::cerr << "[data] " << path << ": dropped " << labels.dropped
+                  << " row(s) labelled neither exclusive_win nor exclusive_lose\n";
+      auto d = data::ExpertDataset::from_labels(labels, path, cfg.skip_bad_images, report);
+      int64_t desirable = 0;
+      for (int64_t i = 0; i < d.size(); ++i) desirable += d.label(i) > 0;
+      if (report)
+        std::cerr << "[data] " << path << ": " << desirable << " desirable and " << d.size() - desirable
+                  << " undesirable image(s)\n";
+      return d;
+    }
+    return data::ExpertDataset::scan(path, cfg.skip_bad_images, report);
   }
 
   ~Impl() {
@@ -228,7 +255,9 @@ struct Trainer::Impl {
               << "- Effective batch size    : " << cfg.batch_size * cfg.gradient_accumulation_steps * world << " ("
               << cfg.batch_size << " x " << cfg.gradient_accumulation_steps << " accumulation x " << world
               << " processes)\n"
+              << "- Objective               : " << cfg.objective << "\n"
               << "- Dataset size            : " << (dataset ? dataset->size() : 0)
+              << (dataset && dataset->paired() ? " pairs" : "")
               << (dataset && dataset->skipped() ? cat(" (", dataset->skipped(), " skipped)") : "") << "\n"
               << "- Micro-steps             : " << cfg.num_steps << "\n"
               << "- Optimisation steps      : " << cfg.optimisation_steps() << "\n"

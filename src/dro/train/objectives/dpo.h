@@ -14,6 +14,7 @@ class DpoObjective : public Objective {
  public:
   explicit DpoObjective(double beta) : beta_(beta) {}
   std::string name() const override { return "dpo"; }
+  bool needs_policy_samples() const override { return false; }
   ObjectiveOutput compute(const Denoiser& trained, const Denoiser& reference,
                           const ObjectiveBatch& batch) const override;
 

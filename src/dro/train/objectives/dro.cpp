@@ -1,7 +1,5 @@
 #include "dro/train/objectives/dro.h"
 
-#include "dro/core/error.h"
-#include "dro/train/objectives/sft.h"
 
 namespace dro::train {
 
@@ -35,12 +33,6 @@ ObjectiveOutput DroObjective::compute(const Denoiser& trained, const Denoiser& r
                {"policy_diff", policy_diff.detach()},
                {"active", (diff.detach() + margin_ > 0).to(torch::kFloat)}};
   return out;
-}
-
-std::unique_ptr<Objective> make_objective(const std::string& name, double margin) {
-  if (name == "dro") return std::make_unique<DroObjective>(margin);
-  if (name == "sft") return std::make_unique<SftObjective>();
-  throw UsageError(cat("[train] unknown --objective '", name, "' (dro, sft)"));
 }
 
 }  // namespace dro::train

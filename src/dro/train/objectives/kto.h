@@ -15,6 +15,7 @@ class KtoObjective : public Objective {
   KtoObjective(double beta, double lambda_desirable, double lambda_undesirable)
       : beta_(beta), lambda_d_(lambda_desirable), lambda_u_(lambda_undesirable) {}
   std::string name() const override { return "kto"; }
+  bool needs_policy_samples() const override { return false; }
   ObjectiveOutput compute(const Denoiser& trained, const Denoiser& reference,
                           const ObjectiveBatch& batch) const override;
 

@@ -11,6 +11,7 @@ class SftObjective : public Objective {
  public:
   std::string name() const override { return "sft"; }
   bool needs_policy_samples() const override { return false; }
+  bool needs_reference() const override { return false; }
   ObjectiveOutput compute(const Denoiser& trained, const Denoiser& reference,
                           const ObjectiveBatch& batch) const override;
 };
