@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "dro/core/error.h"
+#include "dro/data/expert_dataset.h"
 #include "dro/data/preference_data.h"
+#include "dro/io/image.h"
 #include "dro/io/atomic_file.h"
 #include "test_util.h"
 
@@ -74,6 +76,59 @@ TEST(PreferenceData, LabelsFromWorldAndTheKtoCsv) {
   expect_error([&] { read_labels(tmp / "bad.jsonl"); }, "bad.jsonl entry 1: label \"maybe\"");
   io::write_file_atomically(tmp / "torn.jsonl", R"({"caption": "a cat", "image": "a.png", )" "\n");
   expect_error([&] { read_labels(tmp / "torn.jsonl"); }, "torn.jsonl line 1: not a JSON object");
+}
+
+// A pair's two images get the same flip and crop draws; labels travel with the images.
+TEST(PreferenceDataset, PairsShareTheirTransformAndLabelsTravel) {
+  test::TempDir tmp;
+  auto gen = at::detail::createCPUGenerator(3);
+  const auto a = torch::rand({3, 20, 28}, gen), b = torch::rand({3, 20, 28}, gen);
+  io::write_png(tmp / "a.png", io::from_tensor(a, io::PixelRange::kZeroOne));
+  io::write_png(tmp / "b.png", io::from_tensor(b, io::PixelRange::kZeroOne));
+  PairData pairs;
+  pairs.pairs.push_back({"a cat", tmp / "a.png", tmp / "a.png"});
+  pairs.pairs.push_back({"a dog", tmp / "a.png", tmp / "b.png"});
+  const auto d = ExpertDataset::from_pairs(pairs, "pairs.jsonl");
+  ASSERT_TRUE(d.paired());
+  const TransformOptions t{16, true, true};
+  for (double flip : {0.2, 0.8})
+    for (double cx : {0.0, 0.6, 0.99}) {
+      const auto same = d.load(0, t, flip, cx, 0.5);
+      EXPECT_TRUE(torch::equal(same.image, same.rejected)) << flip << " " << cx;
+      // The second image gets the first one's flip and crop: equal to b loaded alone that way.
+      const auto pair = d.load(1, t, flip, cx, 0.5);
+      PairData alone;
+      alone.pairs.push_back({"a dog", tmp / "b.png", tmp / "a.png"});
+      EXPECT_TRUE(torch::equal(pair.rejected, ExpertDataset::from_pairs(alone, "x").load(0, t, flip, cx, 0.5).image));
+    }
+  LabelData labels;
+  labels.images = {{"a cat", tmp / "a.png", true}, {"a dog", tmp / "b.png", false}};
+  const auto l = ExpertDataset::from_labels(labels, "labels.jsonl");
+  EXPECT_FALSE(l.paired());
+  EXPECT_EQ(l.label(0), 1.f);
+  EXPECT_EQ(l.label(1), -1.f);
+  EXPECT_FALSE(l.load(1, t, 0.5, 0.5, 0.5).rejected.defined());
+  EXPECT_EQ(l.load(1, t, 0.5, 0.5, 0.5).label, -1.f);
+}
+
+// With a desirable ratio, each drawn image is desirable with that probability whatever the data
+// holds; without it, as often as the data holds them.
+TEST(PreferenceDataset, DesirableRatioSetsTheShareDrawn) {
+  test::TempDir tmp;
+  io::write_png(tmp / "a.png", io::Image(12, 12, 3));
+  LabelData labels;
+  for (int i = 0; i < 40; ++i) labels.images.push_back({"a cat", tmp / "a.png", i < 4});  // 10% desirable
+  const auto d = ExpertDataset::from_labels(labels, "labels.jsonl");
+  auto share = [&](double ratio) {
+    ExpertLoader loader(&d, TransformOptions{8, false, false}, 7, 1, 0, 1, ratio);
+    const auto b = loader.next(400);  // ten epochs
+    return (b.labels > 0).to(torch::kFloat).mean().item<double>();
+  };
+  EXPECT_NEAR(share(0), 0.1, 1e-6);
+  const double r = share(0.5);
+  std::cout << "desirable share drawn at ratio 0.5: " << r << "\n";
+  EXPECT_NEAR(r, 0.5, 0.08);  // 400 draws: sd 0.025
+  EXPECT_NEAR(share(0.9), 0.9, 0.05);
 }
 
 }  // namespace

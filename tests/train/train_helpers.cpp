@@ -5,6 +5,7 @@
 #include "dro/core/error.h"
 #include "dro/io/image.h"
 #include "dro/io/safetensors.h"
+#include "dro/train/trainer.h"
 #include "test_util.h"
 
 namespace dro::test {
@@ -58,6 +59,42 @@ void expect_same_tensors(const fs::path& a, const fs::path& b) {
     ASSERT_TRUE(tb.count(k)) << b << ": " << k;
     EXPECT_TRUE(torch::equal(v, tb.at(k))) << a.filename() << ": " << k;
   }
+}
+
+std::vector<io::OrderedJson> metric_rows(const fs::path& logdir) {
+  std::vector<io::OrderedJson> rows;
+  std::ifstream in(logdir / "metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) rows.push_back(io::OrderedJson::parse(line));
+  return rows;
+}
+
+void expect_same_state(const fs::path& a, const fs::path& b) {
+  for (const char* f : {"unet", "policy", "optimizer", "ema", "rank-0"})
+    expect_same_tensors(a / "state" / (std::string(f) + ".safetensors"), b / "state" / (std::string(f) + ".safetensors"));
+  const auto ra = metric_rows(a), rb = metric_rows(b);
+  ASSERT_EQ(ra.size(), rb.size());
+  for (size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(ra[i].dump(), rb[i].dump()) << "metrics row " << i;
+}
+
+fs::path run_and_resume(train::TrainConfig c, const fs::path& dir) {
+  c.logdir = (dir / "straight").string();
+  {
+    train::Trainer t(c);
+    t.run();
+    EXPECT_EQ(t.step(), c.num_steps);
+  }
+  auto half = c;
+  half.logdir = (dir / "resumed").string();
+  half.num_steps = c.num_steps / 2;
+  train::Trainer(half).run();
+  auto rest = c;
+  rest.logdir = half.logdir;
+  rest.resume = true;
+  train::Trainer(rest).run();
+  expect_same_state(dir / "straight", dir / "resumed");
+  return dir / "straight";
 }
 
 }  // namespace dro::test

@@ -3,11 +3,13 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <map>
 
 #include <torch/torch.h>
 
+#include "dro/io/json.h"
 #include "dro/train/train_config.h"
 
 namespace dro::test {
@@ -24,5 +26,14 @@ train::TrainConfig tiny_config(const std::string& model, const std::filesystem::
 std::map<std::string, torch::Tensor> load_tensors(const std::filesystem::path& file);
 // Both files exist or neither; when they do, the same names with bitwise equal tensors.
 void expect_same_tensors(const std::filesystem::path& a, const std::filesystem::path& b);
+
+// The rows of LOGDIR/metrics.jsonl.
+std::vector<io::OrderedJson> metric_rows(const std::filesystem::path& logdir);
+// Two runs left the same state: weights, policy, AdamW, EMA, rank 0's buffer and streams, and
+// the same metrics.
+void expect_same_state(const std::filesystem::path& a, const std::filesystem::path& b);
+// Runs `c` straight to c.num_steps in DIR/straight and, in DIR/resumed, to half of it and then
+// resumed to the end; both must leave the same state bitwise. Returns the straight run's folder.
+std::filesystem::path run_and_resume(train::TrainConfig c, const std::filesystem::path& dir);
 
 }  // namespace dro::test

@@ -19,55 +19,11 @@
 namespace dro::train {
 namespace {
 namespace fs = std::filesystem;
+using test::expect_same_state;
+using test::metric_rows;
+using test::run_and_resume;
 using test::tiny_config;
 using test::write_experts;
-
-std::vector<io::OrderedJson> metric_rows(const fs::path& logdir) {
-  std::vector<io::OrderedJson> rows;
-  std::ifstream in(logdir / "metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) rows.push_back(io::OrderedJson::parse(line));
-  return rows;
-}
-
-// Two runs left the same state: weights, policy, AdamW, EMA, each rank's buffer and streams,
-// and the same metrics.
-void expect_same_state(const fs::path& a, const fs::path& b) {
-  for (const char* f : {"unet", "policy", "optimizer", "ema", "rank-0"})
-    test::expect_same_tensors(a / "state" / (std::string(f) + ".safetensors"),
-                             b / "state" / (std::string(f) + ".safetensors"));
-  const auto ra = metric_rows(a), rb = metric_rows(b);
-  ASSERT_EQ(ra.size(), rb.size());
-  for (size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(ra[i].dump(), rb[i].dump()) << "metrics row " << i;
-}
-
-// Runs `c` straight to c.num_steps in DIR/straight and, in DIR/resumed, to half of it and then
-// resumed to the end; both must leave the same state bitwise. Returns the straight run's folder.
-fs::path run_and_resume(TrainConfig c, const fs::path& dir) {
-  c.logdir = (dir / "straight").string();
-  {
-    Trainer t(c);
-    t.run();
-    EXPECT_EQ(t.step(), c.num_steps);
-  }
-  auto half = c;
-  half.logdir = (dir / "resumed").string();
-  half.num_steps = c.num_steps / 2;
-  {
-    Trainer t(half);
-    t.run();
-  }
-  auto rest = c;
-  rest.logdir = half.logdir;
-  rest.resume = true;
-  {
-    Trainer t(rest);
-    t.run();
-  }
-  expect_same_state(dir / "straight", dir / "resumed");
-  return dir / "straight";
-}
 
 struct OverlapCase {
   const char* model;
