@@ -48,13 +48,18 @@ TEST(CliDemo, QuickRunWritesAWellFormedReport) {
   auto [rc, log] = run(kDro + " demo --quick --quiet --model " + (tmp / "model").string() + " --out " +
                        out.string() + " --steps 3 --eval-prompts 3 --eval-seeds 2 --eval-steps 3");
   ASSERT_EQ(rc, 0) << log;
-  for (const char* f : {"results.json", "summary.md", "samples.png", "curves.png", "train/metrics.jsonl"})
+  for (const char* f : {"results.json", "summary.md", "samples.png", "curves.png", "train/dro/metrics.jsonl",
+                        "train/sft/metrics.jsonl", "train/dpo/metrics.jsonl", "train/kto/metrics.jsonl"})
     EXPECT_TRUE(fs::exists(out / f)) << f;
-  EXPECT_GT(io::read_image(out / "samples.png").width, 0);
+  EXPECT_FALSE(fs::exists(out / "ablation.png"));
+  // One row per model of 3 prompts.
+  const auto grid = io::read_image(out / "samples.png");
+  EXPECT_GE(grid.height, 5 * 96);  // 32 px images shown at 3x
+  EXPECT_LT(grid.height, 6 * 96);
   EXPECT_GT(io::read_image(out / "curves.png").width, 0);
   const auto r = io::read_json(out / "results.json");
   ASSERT_TRUE(r.contains("models") && r.contains("settings"));
-  for (const char* model : {"base", "dro"}) {
+  for (const char* model : {"base", "sft", "dpo", "kto", "dro"}) {
     ASSERT_TRUE(r["models"].contains(model)) << model;
     const auto& m = r["models"][model];
     expect_interval(m, "preference");
@@ -79,7 +84,29 @@ TEST(CliDemo, QuickRunWritesAWellFormedReport) {
                   r["models"]["base"]["preference"]["mean"].get<double>(),
               1e-9);
   EXPECT_FALSE(r["models"]["base"].contains("preference_gain_vs_base"));
-  EXPECT_EQ(r["settings"]["train"]["random_flip"], false);
+  EXPECT_EQ(r["models"]["dro"]["training"]["random_flip"], false);
+  // Each baseline trained with its objective on its data, the same steps and batch.
+  for (const char* model : {"sft", "dpo", "kto", "dro"}) {
+    const auto& t = r["models"][model]["training"];
+    EXPECT_EQ(t["objective"], model);
+    EXPECT_EQ(t["num_steps"], 3);
+    EXPECT_EQ(t["batch_size"], r["models"]["dro"]["training"]["batch_size"]);
+  }
+  EXPECT_NE(r["models"]["dpo"]["training"]["train_dataset"].get<std::string>().find("pairs.jsonl"), std::string::npos);
+  EXPECT_NE(r["models"]["kto"]["training"]["train_dataset"].get<std::string>().find("labels.jsonl"), std::string::npos);
+  // DRO's win rate over every other model, per prompt: (wins + ties / 2) / prompts inside its interval.
+  for (const char* other : {"base", "sft", "dpo", "kto"}) {
+    const auto& w = r["models"]["dro"]["win_rates"][other];
+    const double rate = w["rate"].get<double>();
+    EXPECT_DOUBLE_EQ(rate, (w["wins"].get<double>() + 0.5 * w["ties"].get<double>()) / 3) << other;
+    EXPECT_EQ(w["wins"].get<int64_t>() + w["losses"].get<int64_t>() + w["ties"].get<int64_t>(), 3) << other;
+    EXPECT_LE(w["ci_low"].get<double>(), rate) << other;
+    EXPECT_GE(w["ci_high"].get<double>(), rate) << other;
+  }
+  // The same as the per-prompt means in results.json say.
+  int wins = 0;
+  for (const auto& row : r["per_prompt"]) wins += row["dro_preference"].get<double>() > row["sft_preference"].get<double>();
+  EXPECT_EQ(r["models"]["dro"]["win_rates"]["sft"]["wins"].get<int>(), wins);
   EXPECT_EQ(r["settings"]["eval"]["prompts"], 3);
   // The paper's protocol through dro eval's code, the world's judges as scorers.
   const auto& pw = r["paper_protocol"]["win_rates"]["dro"]["base"]["preference"];
@@ -93,6 +120,39 @@ TEST(CliDemo, QuickRunWritesAWellFormedReport) {
   auto [rc2, log2] = run(kDro + " world eval --images " + (out / "samples" / "dro").string());
   ASSERT_EQ(rc2, 0) << log2;
   EXPECT_NE(log2.find("preference"), std::string::npos) << log2;
+}
+
+// The SFT-vs-DRO ablation over expert-set sizes, with experts drawn from the kept images alone.
+TEST(CliDemo, AblationAndKeepOnlyExperts) {
+  test::TempDir tmp;
+  world::BaseModelConfig mc;
+  mc.block_out_channels = {8, 16, 16};
+  mc.text_hidden = 16;
+  mc.text_heads = 2;
+  mc.attention_heads = 2;
+  world::write_base_model(tmp / "model", mc);
+  const fs::path out = tmp / "report";
+  auto [rc, log] = run(kDro + " demo --quick --quiet --model " + (tmp / "model").string() + " --out " +
+                       out.string() + " --steps 2 --eval-prompts 2 --eval-seeds 2 --eval-steps 2 --models dro " +
+                       "--ablation 40,10 --expert-ranking keep-only");
+  ASSERT_EQ(rc, 0) << log;
+  const auto r = io::read_json(out / "results.json");
+  EXPECT_TRUE(r["models"].contains("base") && r["models"].contains("dro"));
+  EXPECT_FALSE(r["models"].contains("sft"));
+  EXPECT_EQ(r["settings"]["world"]["expert_ranking"], "keep-only");
+  ASSERT_EQ(r["ablation"].size(), 2u);
+  EXPECT_EQ(r["ablation"][0]["k"], 10);  // sorted
+  EXPECT_EQ(r["ablation"][1]["k"], 40);
+  for (const auto& e : r["ablation"]) {
+    EXPECT_EQ(e["experts"], e["k"]);
+    expect_interval(e["sft"], "preference");
+    expect_interval(e["dro"], "preference");
+    EXPECT_TRUE(e["dro_win_rate_vs_sft"].contains("rate"));
+  }
+  EXPECT_GT(io::read_image(out / "ablation.png").width, 0);
+  EXPECT_NE(io::read_file(out / "summary.md").find("## Ablation"), std::string::npos);
+  // world.json records how the experts were chosen.
+  EXPECT_EQ(io::read_json(out / "world/world.json")["config"]["expert_ranking"], "keep-only");
 }
 
 TEST(CliDemo, MissingModelIsAClearError) {

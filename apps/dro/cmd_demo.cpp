@@ -20,9 +20,10 @@ fs::path self_path() {
 
 Action register_demo(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "demo", "Diffusion-DRO end to end on the built-in preference world: build the world, fine-tune the "
-              "shipped base model on its expert images, compare base and DRO on held-out prompts "
-              "(hidden preference, fidelity, diversity) and write a report");
+      "demo", "Diffusion-DRO and the paper's baselines end to end on the built-in preference world: build the "
+              "world, fine-tune the shipped base model with SFT and DRO on its expert images, DPO on its "
+              "kept-vs-not-kept pairs and KTO on its keep/skip labels (same steps and batch), compare the five "
+              "models on held-out prompts (hidden preference, fidelity, diversity, DRO's win rates) and write a report");
   auto o = std::make_shared<world::DemoOptions>();
   auto model = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>("demo-report");
@@ -30,8 +31,24 @@ Action register_demo(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "world seed (held-out prompts, expert images) and training seed")->capture_default_str();
   cmd->add_flag("--quick", o->quick, "a short smoke run (under 2 minutes on 2 cores); too short to measure");
   cmd->add_option("--model", *model, "base model folder (default: the shipped assets/world-base)");
-  cmd->add_option("--steps", o->train_steps, "DRO micro-steps (default: preset)");
+  cmd->add_option("--models", o->models, "models fine-tuned beside the base, comma-separated (default: sft,dpo,kto,dro)")
+      ->delimiter(',');
+  cmd->add_option("--steps", o->train_steps, "optimizer updates of every fine-tuned model (default: preset)");
   cmd->add_option("--learning-rate", o->learning_rate, "DRO learning rate (default: preset)");
+  cmd->add_option("--sft-learning-rate", o->sft_learning_rate, "SFT learning rate (default: preset)");
+  cmd->add_option("--dpo-learning-rate", o->dpo_learning_rate, "DPO learning rate (default: preset)");
+  cmd->add_option("--kto-learning-rate", o->kto_learning_rate, "KTO learning rate (default: preset)");
+  cmd->add_option("--beta-dpo", o->beta_dpo, "DPO beta (default: preset)");
+  cmd->add_option("--beta-kto", o->beta_kto, "KTO beta (default: preset)");
+  cmd->add_option("--expert-ranking", o->expert_ranking,
+                  "how the expert set is chosen among kept images: reward (top-N by a noisy reward model, as the "
+                  "paper's top-500) or keep-only (kept images at random: implicit feedback alone)")
+      ->check(CLI::IsMember({"reward", "keep-only"}))
+      ->capture_default_str();
+  cmd->add_option("--ablation", o->ablation,
+                  "also train SFT and DRO on expert sets of these sizes K, comma-separated (the paper's Figure 3; "
+                  "about 3 minutes per K on 2 cores): table and ablation.png")
+      ->delimiter(',');
   cmd->add_option("--margin", o->margin, "DRO hinge margin (default: preset)");
   cmd->add_option("--guidance", o->guidance, "evaluation guidance scale (default: preset)");
   cmd->add_option("--eval-prompts", o->eval_prompts, "held-out prompts to evaluate (default: preset)");

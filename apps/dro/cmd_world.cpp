@@ -56,6 +56,11 @@ Action register_world(CLI::App& app) {
   build->add_option("--temperature", o->world.feedback.temperature, "users' choice temperature (hidden-score units)")->capture_default_str();
   build->add_option("--top-n", o->world.top_n, "expert images kept (the paper's top-500)")->capture_default_str();
   build->add_option("--ranking-noise", o->world.ranking_noise, "reward model error std when ranking kept images")->capture_default_str();
+  build->add_option("--expert-ranking", o->world.expert_ranking,
+                    "reward: the top-N kept images by a noisy reward model (the paper's top-500); keep-only: "
+                    "N kept images at random, implicit feedback alone")
+      ->check(CLI::IsMember({"reward", "keep-only"}))
+      ->capture_default_str();
   build->add_flag("--overwrite", o->world.overwrite, "replace an existing non-empty --out");
 
   auto* pre = cmd->add_subcommand(

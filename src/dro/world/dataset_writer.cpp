@@ -108,6 +108,8 @@ void WorldConfig::validate() const {
   need(std::isfinite(feedback.temperature), "temperature", "finite", feedback.temperature);
   need(top_n >= 1, "top_n", ">= 1", top_n);
   need(ranking_noise >= 0 && std::isfinite(ranking_noise), "ranking_noise", ">= 0", ranking_noise);
+  if (expert_ranking != "reward" && expert_ranking != "keep-only")
+    throw UsageError(cat("[world] expert_ranking must be 'reward' or 'keep-only', got '", expert_ranking, "'"));
 }
 
 io::OrderedJson WorldConfig::to_json() const {
@@ -119,7 +121,8 @@ io::OrderedJson WorldConfig::to_json() const {
           {"choices", feedback.choices},
           {"temperature", feedback.temperature},
           {"top_n", top_n},
-          {"ranking_noise", ranking_noise}};
+          {"ranking_noise", ranking_noise},
+          {"expert_ranking", expert_ranking}};
 }
 
 io::OrderedJson ScoreStats::to_json() const {
@@ -225,8 +228,10 @@ WorldSummary write_world(const fs::path& out, const WorldConfig& config) {
             if (static_cast<int>(k) == s.kept) {
               kept_stats.add(t, fid);
               Rng noise = Rng::derive(config.seed, {kRankingStream, id});
-              kept.push_back({id, p, s.images[k], files.back(), t, fid,
-                              t.score + config.ranking_noise * noise.normal()});
+              const double proxy = config.expert_ranking == "keep-only"
+                                       ? noise.uniform()  // no reward model: a random order
+                                       : t.score + config.ranking_noise * noise.normal();
+              kept.push_back({id, p, s.images[k], files.back(), t, fid, proxy});
             } else {
               not_kept.add(t, fid);
             }
@@ -255,7 +260,8 @@ WorldSummary write_world(const fs::path& out, const WorldConfig& config) {
       summary.not_kept = not_kept.s;
     }
 
-    // Expert set: the top-N kept images by the noisy reward model, best first.
+    // Expert set: the top-N kept images by the noisy reward model, best first (keep-only: N
+    // kept images at random).
     {
       std::vector<size_t> order(kept.size());
       std::iota(order.begin(), order.end(), 0);

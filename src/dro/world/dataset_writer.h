@@ -19,7 +19,8 @@
 // named by its index zero-padded to the number of digits of the count, holding NNN.png and
 // caption.txt (the caption, no trailing newline). The expert set ranks kept images like the
 // paper's top-500 by a reward model: here the "reward model" is the hidden score plus Gaussian
-// noise of `ranking_noise` (0 = an oracle), and folder 0 holds the best-ranked image. Hidden
+// noise of `ranking_noise` (0 = an oracle), and folder 0 holds the best-ranked image; with
+// expert_ranking "keep-only" the N experts are kept images in a random order instead. Hidden
 // scores are not written next to the images; world.json carries only their means.
 //
 // The world is written into OUT.partial-<pid> and renamed to OUT when complete, so a crash never
@@ -47,6 +48,10 @@ struct WorldConfig {
   FeedbackConfig feedback;          // K, temperature (image_size is taken from above)
   int top_n = 500;                  // expert images (the paper's top-500)
   double ranking_noise = 0.5;       // std of the reward model's error, hidden-score units
+  // How the expert set is chosen among the kept images: "reward" (the top-N by the noisy reward
+  // model above, like the paper's top-500 by a reward model) or "keep-only" (N kept images drawn
+  // uniformly: implicit feedback alone, no reward model).
+  std::string expert_ranking = "reward";
   bool overwrite = false;           // replace an existing non-empty OUT
 
   // UsageError naming the field for out-of-range values.

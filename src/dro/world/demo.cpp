@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -35,14 +37,20 @@ struct Settings {
   double guidance;
   std::string eval_scheduler = "ddim";
   uint64_t eval_seed_base;
+  // The baselines' knobs (tuned on world seed 2, see the README), same steps and batch as DRO.
+  double sft_learning_rate = 7e-5, dpo_learning_rate = 7e-5, kto_learning_rate = 7e-5;
+  double beta_dpo = 5000, beta_kto = 1000;
 };
 
 Settings preset(const DemoOptions& o) {
   Settings s;
+  // The buffer holds one refill (buffer_size = buffer_batch_size): a smaller one would drop
+  // trajectories as soon as they are sampled.
   if (o.quick) {
-    s = {20, 8, 8, 2, 8, 1, 2e-4, 1e-3, 0.9, 0.1, 12, 2, 10, 3.0, "ddim", 0};
+    s = {20, 8, 8, 8, 8, 1, 2e-4, 1e-3, 0.9, 0.1, 12, 2, 10, 3.0, "ddim", 0};
+    s.sft_learning_rate = 2e-4;  // as DRO's; the preference baselines keep their full-run rates
   } else {
-    s = {200, 8, 8, 4, 10, 1, 7e-5, 1e-3, 0.98, 0.1, 48, 4, 20, 3.0, "ddim", 0};
+    s = {200, 8, 8, 8, 10, 1, 7e-5, 1e-3, 0.98, 0.1, 48, 4, 20, 3.0, "ddim", 0};
   }
   if (o.train_steps > 0) s.train_steps = o.train_steps;
   if (o.eval_prompts > 0) s.eval_prompts = o.eval_prompts;
@@ -51,6 +59,11 @@ Settings preset(const DemoOptions& o) {
   if (o.learning_rate > 0) s.learning_rate = o.learning_rate;
   if (o.margin >= 0) s.margin = o.margin;
   if (o.guidance > 0) s.guidance = o.guidance;
+  if (o.sft_learning_rate > 0) s.sft_learning_rate = o.sft_learning_rate;
+  if (o.dpo_learning_rate > 0) s.dpo_learning_rate = o.dpo_learning_rate;
+  if (o.kto_learning_rate > 0) s.kto_learning_rate = o.kto_learning_rate;
+  if (o.beta_dpo > 0) s.beta_dpo = o.beta_dpo;
+  if (o.beta_kto > 0) s.beta_kto = o.beta_kto;
   s.eval_seed_base = 1000 + o.seed;
   return s;
 }
@@ -134,14 +147,14 @@ std::string interval_text(const Interval& i) {
   return t.str();
 }
 
-std::string row(const char* name, const ModelSummary& m) {
+std::string row(const std::string& name, const ModelSummary& m) {
   return cat("| ", name, " | ", interval_text(m.preference), " | ", interval_text(m.fidelity), " | ",
              interval_text(m.diversity), " | ",
              (m.win_rate_vs_base < 0 ? std::string("-") : cat(m.win_rate_vs_base)), " |\n");
 }
 
-// base and DRO as dro eval's MethodScores: the world's hidden preference and fidelity of every
-// image, named by seed.
+// A model's images as dro eval's MethodScores: the world's hidden preference and fidelity of
+// every image, named by seed.
 eval::MethodScores world_method(const std::string& name, const fs::path& dir, const std::vector<PromptImages>& images,
                                 const std::vector<PromptScore>& scores) {
   eval::MethodScores m{name, dir.string(), {}};
@@ -155,16 +168,55 @@ eval::MethodScores world_method(const std::string& name, const fs::path& dir, co
   return m;
 }
 
-eval::ReportInput paper_protocol(const fs::path& samples, const std::vector<PromptImages>& base_images,
-                                 const std::vector<PromptScore>& base_scores, const std::vector<PromptImages>& dro_images,
-                                 const std::vector<PromptScore>& dro_scores) {
+// One evaluated model of the demo.
+struct Evaluated {
+  std::string name;  // base, sft, dpo, kto, dro
+  fs::path samples;
+  std::vector<PromptImages> images;
+  std::vector<PromptScore> scores;
+  ModelSummary summary;
+  io::OrderedJson training;  // what it was trained with (null for the base)
+};
+
+// Per-prompt mean preferences of a model, in prompt order.
+std::vector<double> prompt_means(const Evaluated& m) {
+  std::vector<double> v;
+  for (const auto& p : m.scores) v.push_back(p.mean_preference);
+  return v;
+}
+
+// The win rate of `a` over `b` per prompt (mean hidden preference over the same seeds; ties
+// count half), with a bootstrap interval over prompts and the sign test.
+eval::WinRate prompt_win_rate(const Evaluated& a, const Evaluated& b, uint64_t seed) {
+  eval::ProtocolOptions po;
+  po.seed = seed;
+  return eval::win_rate(prompt_means(a), prompt_means(b), po);
+}
+
+io::OrderedJson win_json(const eval::WinRate& w) {
+  return {{"rate", w.rate},   {"ci_low", w.ci_low}, {"ci_high", w.ci_high}, {"wins", w.wins},
+          {"losses", w.losses}, {"ties", w.ties},   {"p_value", w.p_value}};
+}
+
+std::string win_text(const eval::WinRate& w) {
+  std::ostringstream t;
+  t << std::fixed << std::setprecision(3) << w.rate << " [" << w.ci_low << ", " << w.ci_high << "] (" << w.wins
+    << "-" << w.losses << "-" << w.ties << ", p = " << std::setprecision(3) << w.p_value << ")";
+  return t.str();
+}
+
+// The paper's protocol through dro eval's code, with the world's judges as the scorers: per prompt
+// the median image by hidden preference, win rates with bootstrap intervals.
+eval::ReportInput paper_protocol(const std::vector<Evaluated>& models) {
   eval::ReportInput in;
-  in.methods = {"base", "dro"};
-  in.baselines = {"base"};
   in.sets = {""};
   in.protocol.select_by = "preference";
-  std::vector<eval::MethodScores> ms = {world_method("base", samples / "base", base_images, base_scores),
-                                        world_method("dro", samples / "dro", dro_images, dro_scores)};
+  std::vector<eval::MethodScores> ms;
+  for (const auto& m : models) {
+    in.methods.push_back(m.name);
+    if (m.name != "dro") in.baselines.push_back(m.name);
+    ms.push_back(world_method(m.name, m.samples, m.images, m.scores));
+  }
   eval::check_comparable(ms, 0);
   in.evaluations["all"] = eval::evaluate(ms, in.protocol, {"preference", "fidelity"});
   in.scores["all"] = ms;
@@ -172,17 +224,50 @@ eval::ReportInput paper_protocol(const fs::path& samples, const std::vector<Prom
 }
 
 // Where the scores move: the share of images showing each caption attribute and the mean of each
-// hidden quality term, base against DRO.
-std::string breakdown_table(const ModelSummary& base, const ModelSummary& dro) {
+// hidden quality term, per model.
+std::string breakdown_table(const std::vector<Evaluated>& models) {
   std::ostringstream t;
-  t << std::fixed << std::setprecision(3) << "| | base | DRO |\n|---|---|---|\n";
-  for (size_t k = 0; k < kAttributeNames.size(); ++k)
-    t << "| shows the " << kAttributeNames[k] << " | " << base.attribute_rate[k] << " | " << dro.attribute_rate[k]
-      << " |\n";
-  for (size_t k = 0; k < kQualityTermNames.size(); ++k)
-    t << "| hidden term: " << kQualityTermNames[k] << " | " << base.quality_terms[k] << " | "
-      << dro.quality_terms[k] << " |\n";
+  t << std::fixed << std::setprecision(3) << "| |";
+  for (const auto& m : models) t << " " << m.name << " |";
+  t << "\n|---|";
+  for (size_t i = 0; i < models.size(); ++i) t << "---|";
+  t << "\n";
+  for (size_t k = 0; k < kAttributeNames.size(); ++k) {
+    t << "| shows the " << kAttributeNames[k] << " |";
+    for (const auto& m : models) t << " " << m.summary.attribute_rate[k] << " |";
+    t << "\n";
+  }
+  for (size_t k = 0; k < kQualityTermNames.size(); ++k) {
+    t << "| hidden term: " << kQualityTermNames[k] << " |";
+    for (const auto& m : models) t << " " << m.summary.quality_terms[k] << " |";
+    t << "\n";
+  }
   return t.str();
+}
+
+std::string upper(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Up to 8 prompts, each model's first seed: one labelled row per model.
+io::Image sample_grid(const std::vector<Evaluated>& models) {
+  std::vector<io::Image> cells;
+  const size_t k = std::min<size_t>(8, models.front().images.size());
+  for (const auto& m : models)
+    for (size_t i = 0; i < k; ++i) cells.push_back(upscale(m.images[i].images[0], 3));
+  io::Image grid = io::make_grid(cells, static_cast<int>(k), 4);
+  const int label = 40;
+  io::Image labelled(grid.width + label, grid.height, 3);
+  std::fill(labelled.pixels.begin(), labelled.pixels.end(), 255);
+  for (int y = 0; y < grid.height; ++y)
+    for (int x = 0; x < grid.width; ++x)
+      for (int c = 0; c < 3; ++c) labelled.at(y, x + label, c) = grid.at(y, x, c);
+  const uint8_t black[3] = {0, 0, 0};
+  const int row_h = grid.height / static_cast<int>(models.size());
+  for (size_t r = 0; r < models.size(); ++r)
+    draw_text(labelled, 4, static_cast<int>(r) * row_h + row_h / 2 - 5, upper(models[r].name), black, 2);
+  return labelled;
 }
 
 }  // namespace
@@ -202,104 +287,222 @@ fs::path find_default_base_model(const fs::path& executable) {
   return {};
 }
 
+namespace {
+
+// The training run of every fine-tuned model: the same base, steps, batch, EMA, prompt dropout and
+// seed; each objective on its own data with its own knob.
+train::TrainConfig train_config(const DemoOptions& o, const Settings& s, const fs::path& world, const std::string& name,
+                                const fs::path& logdir) {
+  train::TrainConfig tc;
+  tc.pretrained_model_name_or_path = o.model.string();
+  tc.logdir = logdir.string();
+  tc.seed = static_cast<int64_t>(o.seed);
+  tc.resolution = 32;
+  tc.random_flip = false;  // flips contradict "left" / "right" captions
+  tc.random_drop_prompt_probability = s.prompt_dropout;
+  tc.dataloader_num_workers = 1;
+  tc.objective = name;
+  tc.batch_size = s.batch_size;
+  tc.num_steps = s.train_steps;
+  tc.gradient_accumulation_steps = 1;
+  tc.mixed_precision = "no";
+  tc.use_ema = true;
+  tc.ema_decay = s.ema_decay;
+  tc.checkpointing_steps = s.train_steps;
+  tc.quiet = o.quiet;
+  tc.device = "cpu";
+  if (name == "dro") {
+    tc.train_dataset = (world / "expert").string();
+    tc.learning_rate = s.learning_rate;
+    tc.margin = s.margin;
+    tc.buffer_size = s.buffer_size;
+    tc.buffer_batch_size = s.buffer_batch_size;
+    tc.buffer_num_inference_steps = s.buffer_steps;
+    tc.buffer_sample_steps = s.buffer_sample_steps;
+    tc.buffer_update_steps = 1;
+  } else if (name == "sft") {
+    tc.train_dataset = (world / "expert").string();
+    tc.learning_rate = s.sft_learning_rate;
+  } else if (name == "dpo") {
+    tc.train_dataset = (world / "feedback" / "pairs.jsonl").string();
+    tc.learning_rate = s.dpo_learning_rate;
+    tc.beta_dpo = s.beta_dpo;
+  } else if (name == "kto") {
+    tc.train_dataset = (world / "feedback" / "labels.jsonl").string();
+    tc.learning_rate = s.kto_learning_rate;
+    tc.beta_kto = s.beta_kto;
+  } else {
+    throw UsageError(cat("[demo] unknown model '", name, "' (base, sft, dpo, kto, dro)"));
+  }
+  return tc;
+}
+
+std::string describe(const train::TrainConfig& tc) {
+  std::ostringstream d;
+  d << std::defaultfloat << tc.objective << " on " << fs::path(tc.train_dataset).filename().string() << ": lr "
+    << tc.learning_rate;
+  if (tc.objective == "dro") d << ", margin " << tc.margin << ", buffer of " << tc.buffer_num_inference_steps << " DPM-Solver++ steps";
+  if (tc.objective == "dpo") d << ", beta " << tc.beta_dpo;
+  if (tc.objective == "kto") d << ", beta " << tc.beta_kto;
+  return d.str();
+}
+
+// Trains `name` (unless base) into `train_root`/<name>, generates the prompts into
+// `samples_root`/<name> and scores them.
+Evaluated train_and_evaluate(const DemoOptions& o, const Settings& s, const fs::path& world, const std::string& name,
+                             const fs::path& train_root, const fs::path& samples_root,
+                             const std::vector<Prompt>& prompts, const std::string& step) {
+  Evaluated m;
+  m.name = name;
+  fs::path unet;
+  if (name != "base") {
+    const auto tc = train_config(o, s, world, name, train_root / name);
+    std::cerr << "[demo] " << step << " " << name << ": " << describe(tc) << ", " << s.train_steps << " steps, batch "
+              << s.batch_size << "\n";
+    train::Trainer(tc).run();
+    unet = train_root / name / cat("ckpt-", s.train_steps) / "unet";
+    m.training = tc.to_json();
+  }
+  m.samples = samples_root / name;
+  generate_set(o.model, unet, prompts, s, m.samples, name, o.quiet);
+  m.images = read_image_folder(m.samples);
+  m.scores = score_prompts(m.images);
+  return m;
+}
+
+std::vector<int64_t> ablation_sizes(const DemoOptions& o) {
+  std::vector<int64_t> k = o.ablation;
+  std::sort(k.begin(), k.end());
+  k.erase(std::unique(k.begin(), k.end()), k.end());
+  for (int64_t v : k)
+    if (v < 1) throw UsageError(cat("[demo] --ablation: expert-set sizes must be >= 1, got ", v));
+  return k;
+}
+
+}  // namespace
+
 io::OrderedJson run_demo(const DemoOptions& o) {
   const auto t_start = Clock::now();
   if (o.model.empty() || !fs::exists(o.model / "model_index.json"))
     throw UsageError(cat("[demo] base model not found at '", o.model.string(),
                          "': pass --model DIR (a folder with model_index.json), or rebuild it with "
                          "'dro world build' + 'dro world pretrain' (see assets/world-base/README.md)"));
+  std::vector<std::string> names = {"base"};
+  for (const auto& n : o.models.empty() ? std::vector<std::string>{"sft", "dpo", "kto", "dro"} : o.models) {
+    if (n == "base") continue;
+    if (n != "sft" && n != "dpo" && n != "kto" && n != "dro")
+      throw UsageError(cat("[demo] --models: unknown model '", n, "' (sft, dpo, kto, dro; base is always in)"));
+    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+  }
+  const bool has_dro = std::find(names.begin(), names.end(), "dro") != names.end();
+  const auto sizes = ablation_sizes(o);
   const Settings s = preset(o);
   const fs::path out = o.out;
   fs::create_directories(out);
-  for (const char* sub : {"world", "train", "samples"}) fs::remove_all(out / sub);
+  for (const char* sub : {"world", "train", "samples", "ablation", "eval"}) fs::remove_all(out / sub);
   io::OrderedJson timings;
 
-  // (a) The world: held-out prompts, expert images.
+  // (a) The world: held-out prompts, expert images, feedback.
   auto t0 = Clock::now();
   WorldConfig wc;
   wc.seed = o.seed;
   wc.base_images_per_prompt = 1;  // base/ is pretraining data; the demo does not read it
-  std::cerr << "[demo] 1/4 building the preference world (seed " << o.seed << ")\n";
+  wc.expert_ranking = o.expert_ranking;
+  std::cerr << "[demo] 1/4 building the preference world (seed " << o.seed << ", experts ranked by "
+            << (o.expert_ranking == "keep-only" ? "nothing: kept images at random" : "a noisy reward model") << ")\n";
   const WorldSummary ws = write_world(out / "world", wc);
   timings["world_s"] = since(t0);
   std::cerr << "[demo]   " << ws.train_prompts << " train / " << ws.heldout_prompts << " held-out prompts; "
             << ws.expert.count << " expert images, hidden preference " << std::fixed << std::setprecision(2)
-            << ws.expert.mean << " (uniform renders " << ws.base.mean << ")\n";
-
-  // (b) Diffusion-DRO fine-tuning.
-  t0 = Clock::now();
-  train::TrainConfig tc;
-  tc.pretrained_model_name_or_path = o.model.string();
-  tc.train_dataset = (out / "world" / "expert").string();
-  tc.logdir = (out / "train").string();
-  tc.seed = static_cast<int64_t>(o.seed);
-  tc.resolution = 32;
-  tc.random_flip = false;  // flips contradict "left" / "right" captions
-  tc.random_drop_prompt_probability = s.prompt_dropout;
-  tc.dataloader_num_workers = 1;
-  tc.objective = "dro";
-  tc.batch_size = s.batch_size;
-  tc.num_steps = s.train_steps;
-  tc.gradient_accumulation_steps = 1;
-  tc.learning_rate = s.learning_rate;
-  tc.margin = s.margin;
-  tc.mixed_precision = "no";
-  tc.use_ema = true;
-  tc.ema_decay = s.ema_decay;
-  tc.buffer_size = s.buffer_size;
-  tc.buffer_batch_size = s.buffer_batch_size;
-  tc.buffer_num_inference_steps = s.buffer_steps;
-  tc.buffer_sample_steps = s.buffer_sample_steps;
-  tc.buffer_update_steps = 1;
-  tc.checkpointing_steps = s.train_steps;
-  tc.quiet = o.quiet;
-  tc.device = "cpu";
-  std::cerr << std::defaultfloat << "[demo] 2/4 Diffusion-DRO fine-tuning: " << s.train_steps << " steps, batch " << s.batch_size
-            << ", lr " << s.learning_rate << ", margin " << s.margin << ", buffer of " << s.buffer_steps
-            << " DPM-Solver++ steps\n";
-  {
-    train::Trainer trainer(tc);
-    trainer.run();
-  }
-  timings["train_s"] = since(t0);
-  const fs::path dro_unet = out / "train" / cat("ckpt-", s.train_steps) / "unet";
-
-  // (c) Held-out evaluation, same seeds for both models.
-  t0 = Clock::now();
+            << ws.expert.mean << " (uniform renders " << ws.base.mean << ", kept " << ws.kept.mean << ", not kept "
+            << ws.not_kept.mean << ")\n";
   auto heldout = read_prompt_list(out / "world" / "prompts" / "heldout.txt");
   if (static_cast<int64_t>(heldout.size()) > s.eval_prompts) heldout.resize(s.eval_prompts);
-  std::cerr << std::defaultfloat << "[demo] 3/4 generating " << heldout.size() << " held-out prompts x " << s.eval_seeds
-            << " seeds with each model (" << s.eval_scheduler << " " << s.eval_steps << " steps, guidance "
+
+  // (b) Every model: trained with the same steps and batch, evaluated on the same prompts and seeds.
+  t0 = Clock::now();
+  std::cerr << std::defaultfloat << "[demo] 2/4 training and generating " << heldout.size() << " held-out prompts x "
+            << s.eval_seeds << " seeds per model (" << s.eval_scheduler << " " << s.eval_steps << " steps, guidance "
             << s.guidance << ")\n";
-  generate_set(o.model, "", heldout, s, out / "samples" / "base", "base", o.quiet);
-  generate_set(o.model, dro_unet, heldout, s, out / "samples" / "dro", "dro ", o.quiet);
-  timings["generate_s"] = since(t0);
+  std::vector<Evaluated> models;
+  for (size_t i = 0; i < names.size(); ++i)
+    models.push_back(train_and_evaluate(o, s, out / "world", names[i], out / "train", out / "samples", heldout,
+                                        cat("  model ", i + 1, "/", names.size())));
+  timings["models_s"] = since(t0);
+  for (size_t i = 1; i < models.size(); ++i) models[i].summary = summarise(models[i].scores, &models[0].scores);
+  models[0].summary = summarise(models[0].scores);
+  const Evaluated* dro = has_dro ? &models.back() : nullptr;
+  for (const auto& m : models)
+    if (m.name == "dro") dro = &m;
+
+  // (c) The ablation: SFT and DRO on expert sets of K images (the paper's Figure 3).
+  io::OrderedJson ablation = io::OrderedJson::array();
+  std::vector<Series> ablation_lines(2);
+  ablation_lines[0].title = "sft";
+  ablation_lines[1].title = "dro";
+  if (!sizes.empty()) {
+    t0 = Clock::now();
+    std::cerr << "[demo] 3/4 ablation: SFT and DRO on expert sets of";
+    for (auto k : sizes) std::cerr << " " << k;
+    std::cerr << " images\n";
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const int64_t k = sizes[i];
+      const fs::path dir = out / "ablation" / cat("k", k);
+      WorldConfig kc = wc;
+      kc.top_n = static_cast<int>(k);
+      const WorldSummary kws = write_world(dir / "world", kc);
+      io::OrderedJson e;
+      e["k"] = k;
+      e["experts"] = kws.expert.count;
+      e["expert_preference"] = kws.expert.mean;
+      std::vector<Evaluated> pair;
+      for (const char* name : {"sft", "dro"}) {
+        pair.push_back(train_and_evaluate(o, s, dir / "world", name, dir / "train", dir / "samples", heldout,
+                                          cat("  K = ", k, " (", i + 1, "/", sizes.size(), ")")));
+        pair.back().summary = summarise(pair.back().scores, &models[0].scores);
+        e[name] = {{"preference", pair.back().summary.preference.to_json()},
+                   {"fidelity", pair.back().summary.fidelity.to_json()}};
+      }
+      e["dro_win_rate_vs_sft"] = win_json(prompt_win_rate(pair[1], pair[0], o.seed));
+      ablation_lines[0].points.emplace_back(static_cast<double>(k), pair[0].summary.preference.mean);
+      ablation_lines[1].points.emplace_back(static_cast<double>(k), pair[1].summary.preference.mean);
+      ablation.push_back(e);
+      for (auto& m : pair) fs::remove_all(m.samples);  // the numbers are kept; the images are not needed
+    }
+    timings["ablation_s"] = since(t0);
+  }
 
   // (d) Scores and report.
   t0 = Clock::now();
   std::cerr << "[demo] 4/4 scoring and writing the report\n";
-  const auto base_images = read_image_folder(out / "samples" / "base");
-  const auto dro_images = read_image_folder(out / "samples" / "dro");
-  const auto base_scores = score_prompts(base_images);
-  const auto dro_scores = score_prompts(dro_images);
-  const ModelSummary base = summarise(base_scores);
-  const ModelSummary dro = summarise(dro_scores, &base_scores);
-  // The paper's protocol through dro eval's code, with the world's judges as the scorers: per
-  // prompt the median image by hidden preference, win rates with bootstrap intervals.
-  const eval::ReportInput protocol = paper_protocol(out / "samples", base_images, base_scores, dro_images, dro_scores);
+  const eval::ReportInput protocol = paper_protocol(models);
   eval::write_report(protocol, out / "eval");
-  const auto& paper_win = protocol.evaluations.at("all").win_rates.at("dro").at("base").at("preference");
 
   io::OrderedJson res;
-  res["models"]["base"] = base.to_json();
-  res["models"]["dro"] = dro.to_json();
+  for (const auto& m : models) {
+    io::OrderedJson j = m.summary.to_json();
+    if (!m.training.is_null()) j["training"] = m.training;
+    res["models"][m.name] = j;
+  }
+  if (dro)
+    for (const auto& m : models)
+      if (m.name != "dro") res["models"]["dro"]["win_rates"][m.name] = win_json(prompt_win_rate(*dro, m, o.seed));
   io::OrderedJson& st = res["settings"];
   st["seed"] = o.seed;
   st["quick"] = o.quick;
   st["base_model"] = o.model.string();
   st["world"] = wc.to_json();
   st["image_size"] = 32;
-  st["train"] = tc.to_json();
+  st["models"] = names;
+  st["train"] = {{"steps", s.train_steps},
+                 {"batch_size", s.batch_size},
+                 {"optimizer_updates", s.train_steps},
+                 {"ema_decay", s.ema_decay},
+                 {"prompt_dropout", s.prompt_dropout},
+                 {"data", {{"sft", "the expert set (world/expert)"},
+                           {"dro", "the expert set (world/expert) and online samples of the policy"},
+                           {"dpo", "kept vs not-kept pairs of every feedback session (world/feedback/pairs.jsonl)"},
+                           {"kto", "kept (desirable) and not-kept (undesirable) images (world/feedback/labels.jsonl)"}}}};
   st["eval"] = {{"prompts", heldout.size()},
                 {"seeds_per_prompt", s.eval_seeds},
                 {"seeds", cat("image i of prompt n uses seed ", s.eval_seed_base, " + n + i * ", heldout.size())},
@@ -308,101 +511,112 @@ io::OrderedJson run_demo(const DemoOptions& o) {
                 {"guidance_scale", s.guidance},
                 {"interval", "normal approximation, mean +- 1.96 sd / sqrt(prompts), over per-prompt means"},
                 {"diversity", "per prompt: mean pairwise RMS pixel difference across seeds (pixel_diversity)"},
+                {"win_rates", "models.dro.win_rates.X: share of prompts whose mean hidden preference over the same "
+                              "seeds beats model X's (ties 1/2), 95% bootstrap interval over prompts, sign test"},
                 {"win_rate_vs_base", "fraction of prompts whose mean preference beats the base's (ties 1/2); null for the base"},
-                {"preference_gain_vs_base", "per-prompt DRO minus base (paired: same prompts and seeds), mean and 95% interval"}};
+                {"preference_gain_vs_base", "per-prompt model minus base (paired: same prompts and seeds), mean and 95% interval"}};
   io::OrderedJson per_prompt = io::OrderedJson::array();
-  for (size_t i = 0; i < base_scores.size(); ++i)
-    per_prompt.push_back({{"caption", base_scores[i].prompt.caption()},
-                          {"base_preference", base_scores[i].mean_preference},
-                          {"dro_preference", dro_scores[i].mean_preference},
-                          {"base_fidelity", base_scores[i].mean_fidelity},
-                          {"dro_fidelity", dro_scores[i].mean_fidelity}});
+  for (size_t i = 0; i < heldout.size(); ++i) {
+    io::OrderedJson row = {{"caption", models[0].scores[i].prompt.caption()}};
+    for (const auto& m : models) {
+      row[m.name + "_preference"] = m.scores[i].mean_preference;
+      row[m.name + "_fidelity"] = m.scores[i].mean_fidelity;
+    }
+    per_prompt.push_back(row);
+  }
   res["per_prompt"] = per_prompt;
   res["paper_protocol"] = eval::results_json(protocol);
+  if (!sizes.empty()) res["ablation"] = ablation;
 
-  // samples.png: up to 8 prompts, the first seed; base row above DRO row.
-  {
-    std::vector<io::Image> cells;
-    const size_t k = std::min<size_t>(8, base_scores.size());
-    auto first = [&](const fs::path& d, size_t i) {
-      auto f = read_image_folder(d);
-      return upscale(f[i].images[0], 3);
-    };
-    const auto base_dir = out / "samples" / "base", dro_dir = out / "samples" / "dro";
-    std::vector<io::Image> top, bottom;
-    for (size_t i = 0; i < k; ++i) top.push_back(first(base_dir, i));
-    for (size_t i = 0; i < k; ++i) bottom.push_back(first(dro_dir, i));
-    cells = top;
-    cells.insert(cells.end(), bottom.begin(), bottom.end());
-    io::Image grid = io::make_grid(cells, static_cast<int>(k), 4);
-    // Label column on the left.
-    io::Image labelled(grid.width + 40, grid.height, 3);
-    std::fill(labelled.pixels.begin(), labelled.pixels.end(), 255);
-    for (int y = 0; y < grid.height; ++y)
-      for (int x = 0; x < grid.width; ++x)
-        for (int c = 0; c < 3; ++c) labelled.at(y, x + 40, c) = grid.at(y, x, c);
-    const uint8_t black[3] = {0, 0, 0};
-    draw_text(labelled, 4, grid.height / 4 - 5, "BASE", black, 2);
-    draw_text(labelled, 4, 3 * grid.height / 4 - 5, "DRO", black, 2);
-    io::write_png(out / "samples.png", labelled);
+  io::write_png(out / "samples.png", sample_grid(models));
+  std::vector<Series> curves;
+  for (const auto& m : models) {
+    if (m.name == "base") continue;
+    for (auto& c : read_curves(out / "train" / m.name / "metrics.jsonl"))
+      if (c.title == "loss/loss" || c.title == "grad_norm" || (m.name == "dro" && c.title == "loss/diff") ||
+          (m.name == "dpo" && c.title == "loss/implicit_acc") || (m.name == "kto" && c.title == "loss/reward")) {
+        c.title = m.name + " " + c.title;
+        curves.push_back(std::move(c));
+      }
   }
-  io::write_png(out / "curves.png", plot_panels(read_curves(out / "train" / "metrics.jsonl"), 3));
+  io::write_png(out / "curves.png", plot_panels(curves, 3));
+  if (!sizes.empty()) io::write_png(out / "ablation.png", plot_chart("hidden preference vs expert images K", ablation_lines));
   timings["report_s"] = since(t0);
   timings["total_s"] = since(t_start);
   res["timings"] = timings;
   io::write_json(out / "results.json", res);
 
   std::ostringstream md;
-  md << "# dro demo: Diffusion-DRO in the preference world\n\n"
-     << "Base model `" << o.model.string() << "` fine-tuned with Diffusion-DRO for " << s.train_steps
-     << " steps on the " << ws.expert.count << " expert images of a world built with seed " << o.seed
-     << (o.quick ? " (**--quick**: a smoke run, too short to measure anything)" : "") << ". Both models generate "
-     << heldout.size() << " held-out prompts x " << s.eval_seeds << " seeds (same seeds), " << s.eval_scheduler
+  md << "# dro demo: Diffusion-DRO and the baselines in the preference world\n\n"
+     << "Base model `" << o.model.string() << "`, world seed " << o.seed << " (experts "
+     << (o.expert_ranking == "keep-only" ? "drawn at random from the kept images: no reward model"
+                                         : "ranked by a noisy reward model, the top " + std::to_string(ws.expert.count))
+     << ")" << (o.quick ? " (**--quick**: a smoke run, too short to measure anything)" : "")
+     << ". Every fine-tuned model takes " << s.train_steps << " optimizer updates of batch " << s.batch_size
+     << " from the base: SFT and DRO on the " << ws.expert.count
+     << " expert images, DPO on the kept-vs-not-kept pairs, KTO on the kept / not-kept labels. All models generate "
+     << heldout.size() << " held-out prompts x " << s.eval_seeds << " seeds (the same seeds), " << s.eval_scheduler
      << " " << s.eval_steps << " steps, guidance " << s.guidance << ".\n\n"
      << "| model | hidden preference (0-10) | fidelity (0-1) | diversity | win rate vs base |\n"
-     << "|---|---|---|---|---|\n"
-     << row("base", base) << row("DRO", dro) << "\n"
-     << "Paired by prompt (DRO minus base, same prompts and seeds): hidden preference "
-     << interval_text(dro.preference_gain_vs_base) << ", fidelity " << interval_text(dro.fidelity_change_vs_base)
-     << ".\n\n"
-     << breakdown_table(base, dro) << "\n"
-     << "The paper's protocol (dro eval's code; the median image of each prompt by hidden preference): "
-     << "DRO wins " << std::fixed << std::setprecision(1) << 100 * paper_win.rate << "% of the prompts against the "
-     << "base (95% bootstrap interval " << 100 * paper_win.ci_low << "-" << 100 * paper_win.ci_high << "%, "
-     << paper_win.ties << " ties, sign test p = " << std::setprecision(3) << paper_win.p_value
-     << "); tables, charts and the image grid in `eval/`.\n\n"
+     << "|---|---|---|---|---|\n";
+  for (const auto& m : models) md << row(m.name, m.summary);
+  md << "\n";
+  if (dro) {
+    md << "Win rates of DRO per prompt (mean hidden preference over the same seeds, ties 1/2; 95% bootstrap "
+          "interval; wins-losses-ties; sign test):\n\n| DRO over | win rate |\n|---|---|\n";
+    for (const auto& m : models)
+      if (m.name != "dro") md << "| " << m.name << " | " << win_text(prompt_win_rate(*dro, m, o.seed)) << " |\n";
+    md << "\n";
+  }
+  md << "Training: ";
+  for (const auto& m : models)
+    if (!m.training.is_null()) {
+      train::TrainConfig tc;
+      tc.update_from_json(m.training, "training");
+      md << m.name << " (" << describe(tc) << "); ";
+    }
+  md << "\n\n" << breakdown_table(models) << "\n";
+  if (!sizes.empty()) {
+    md << "## Ablation: expert-set size K\n\n| K | SFT preference | DRO preference | DRO win rate vs SFT |\n|---|---|---|---|\n";
+    for (const auto& e : ablation) {
+      const auto& w = e["dro_win_rate_vs_sft"];
+      md << std::fixed << std::setprecision(3) << "| " << e["k"].get<int64_t>() << " | "
+         << e["sft"]["preference"]["mean"].get<double>() << " | " << e["dro"]["preference"]["mean"].get<double>()
+         << " | " << w["rate"].get<double>() << " [" << w["ci_low"].get<double>() << ", " << w["ci_high"].get<double>()
+         << "] |\n";
+    }
+    md << "\n![ablation](ablation.png)\n\n";
+  }
+  md << "The paper's protocol (dro eval's code; the median image of each prompt by hidden preference) is in "
+        "`eval/` (tables, charts, image grid) and `results.json` (`paper_protocol`).\n\n"
      << "Values are means over held-out prompts with normal-approximation 95% intervals. The hidden "
         "preference is what the simulated users reward but never state (object size within its size class, "
         "saturation, centring, a dark outline; divided by 5 for every caption attribute the image misses); "
         "the models only ever saw which images users kept. Fidelity is the fraction of the five caption "
         "attributes recognised in the image; diversity the mean pairwise RMS pixel difference across seeds "
         "of a prompt. For reference, uniform renders of the world score "
-     << std::fixed << std::setprecision(2) << ws.base.mean << " and the expert images " << ws.expert.mean
-     << ".\n\n![samples](samples.png)\n\nTop row base, bottom row DRO, same prompts and seeds.\n\n"
-     << "![training curves](curves.png)\n\nWall time: " << std::setprecision(0) << since(t_start) << " s.\n";
+     << std::fixed << std::setprecision(2) << ws.base.mean << ", kept images " << ws.kept.mean << " and the expert images "
+     << ws.expert.mean << ".\n\n![samples](samples.png)\n\nOne row per model (";
+  for (size_t i = 0; i < models.size(); ++i) md << (i ? ", " : "") << models[i].name;
+  md << "), same prompts and seeds.\n\n![training curves](curves.png)\n\nWall time: " << std::setprecision(0)
+     << since(t_start) << " s.\n";
   io::write_file_atomically(out / "summary.md", md.str());
 
   std::cerr << std::fixed << std::setprecision(3) << "[demo] held-out results (" << heldout.size() << " prompts x "
             << s.eval_seeds << " seeds):\n"
             << "         preference              fidelity               diversity\n";
-  auto line = [](const char* n, const ModelSummary& m) {
-    std::cerr << "  " << n << "  " << interval_text(m.preference) << "   " << interval_text(m.fidelity) << "   "
-              << interval_text(m.diversity) << "\n";
-  };
-  line("base", base);
-  line("dro ", dro);
-  std::cerr << "  hidden terms (base -> dro):";
-  for (size_t k = 0; k < kQualityTermNames.size(); ++k)
-    std::cerr << " " << kQualityTermNames[k] << " " << base.quality_terms[k] << " -> " << dro.quality_terms[k];
-  std::cerr << "\n  attributes shown (base -> dro):";
-  for (size_t k = 0; k < kAttributeNames.size(); ++k)
-    std::cerr << " " << kAttributeNames[k] << " " << base.attribute_rate[k] << " -> " << dro.attribute_rate[k];
-  std::cerr << "\n";
-  std::cerr << "  DRO - base, paired by prompt: preference " << interval_text(dro.preference_gain_vs_base)
-            << ", fidelity " << interval_text(dro.fidelity_change_vs_base) << "\n"
-            << "  DRO win rate vs base: " << dro.win_rate_vs_base << "\n[demo] report in " << out.string()
-            << " (results.json, summary.md, samples.png, curves.png), " << std::setprecision(0)
-            << since(t_start) << " s\n";
+  for (const auto& m : models)
+    std::cerr << "  " << std::left << std::setw(5) << m.name << std::right << " " << interval_text(m.summary.preference)
+              << "   " << interval_text(m.summary.fidelity) << "   " << interval_text(m.summary.diversity) << "\n";
+  if (dro)
+    for (const auto& m : models)
+      if (m.name != "dro") std::cerr << "  DRO win rate vs " << m.name << ": " << win_text(prompt_win_rate(*dro, m, o.seed)) << "\n";
+  for (const auto& e : ablation)
+    std::cerr << "  ablation K = " << e["k"] << ": SFT " << e["sft"]["preference"]["mean"].get<double>() << ", DRO "
+              << e["dro"]["preference"]["mean"].get<double>() << "\n";
+  std::cerr << "[demo] report in " << out.string() << " (results.json, summary.md, samples.png, curves.png"
+            << (sizes.empty() ? "" : ", ablation.png") << ", eval/), " << std::setprecision(0) << since(t_start)
+            << " s\n";
   return res;
 }
 

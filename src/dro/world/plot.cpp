@@ -76,44 +76,74 @@ void draw_text(io::Image& img, int x, int y, const std::string& text, const uint
   }
 }
 
+namespace {
+
+// One panel at (ox, oy): frame, title, the y range over every series, each series in its colour
+// with a dot per point, and the series' titles as a legend when there are several.
+void draw_panel(io::Image& img, int ox, int oy, int panel_w, int panel_h, const std::string& title,
+                const std::vector<Series>& lines) {
+  static const uint8_t palette[][3] = {{31, 96, 196}, {214, 96, 31}, {40, 150, 60}, {150, 40, 160}, {120, 120, 120}};
+  const uint8_t black[3] = {0, 0, 0}, grey[3] = {170, 170, 170};
+  const int left = ox + 70, right = ox + panel_w - 12, top = oy + 26, bottom = oy + panel_h - 24;
+  draw_text(img, ox + 10, oy + 8, title, black, 2);
+  line(img, left, top, right, top, grey);
+  line(img, left, bottom, right, bottom, black);
+  line(img, left, top, left, bottom, black);
+  line(img, right, top, right, bottom, grey);
+  std::vector<std::vector<std::pair<double, double>>> all;
+  double x0 = HUGE_VAL, x1 = -HUGE_VAL, y0 = HUGE_VAL, y1 = -HUGE_VAL;
+  for (const auto& s : lines) {
+    all.emplace_back();
+    for (const auto& p : s.points)
+      if (std::isfinite(p.first) && std::isfinite(p.second)) {
+        all.back().push_back(p);
+        x0 = std::min(x0, p.first), x1 = std::max(x1, p.first);
+        y0 = std::min(y0, p.second), y1 = std::max(y1, p.second);
+      }
+  }
+  if (!std::isfinite(x0)) return;
+  const double x_last = x1;
+  if (x1 <= x0) x1 = x0 + 1;
+  if (y1 <= y0) y1 = y0 + (y0 == 0 ? 1 : std::fabs(y0) * 0.1);
+  draw_text(img, ox + 4, top, fmt(y1), black, 1);
+  draw_text(img, ox + 4, bottom - 5, fmt(y0), black, 1);
+  draw_text(img, left, bottom + 6, fmt(x0), black, 1);
+  const std::string xr = fmt(x_last);
+  draw_text(img, right - 4 * static_cast<int>(xr.size()), bottom + 6, xr, black, 1);
+  auto px = [&](double x) { return left + static_cast<int>(std::lround((x - x0) / (x1 - x0) * (right - left))); };
+  auto py = [&](double y) { return bottom - static_cast<int>(std::lround((y - y0) / (y1 - y0) * (bottom - top))); };
+  if (y0 < 0 && y1 > 0) line(img, left, py(0), right, py(0), grey);
+  for (size_t i = 0; i < all.size(); ++i) {
+    const uint8_t* colour = palette[i % 5];
+    const auto& pts = all[i];
+    for (size_t k = 0; k < pts.size(); ++k) {
+      if (k > 0) line(img, px(pts[k - 1].first), py(pts[k - 1].second), px(pts[k].first), py(pts[k].second), colour);
+      if (lines.size() > 1)  // markers where several series share the panel
+        for (int d = -1; d <= 1; ++d) line(img, px(pts[k].first) - 1, py(pts[k].second) + d, px(pts[k].first) + 1,
+                                           py(pts[k].second) + d, colour);
+      else if (k == 0)
+        put(img, px(pts[0].first), py(pts[0].second), colour);
+    }
+    if (lines.size() > 1) draw_text(img, left + 8, top + 6 + 10 * static_cast<int>(i), lines[i].title, colour, 1);
+  }
+}
+
+}  // namespace
+
 io::Image plot_panels(const std::vector<Series>& series, int columns, int panel_w, int panel_h) {
   const int n = static_cast<int>(series.size());
   const int rows = std::max(1, (n + columns - 1) / columns);
   io::Image img(panel_w * columns, panel_h * rows, 3);
   std::fill(img.pixels.begin(), img.pixels.end(), 255);
-  const uint8_t black[3] = {0, 0, 0}, grey[3] = {170, 170, 170}, blue[3] = {31, 96, 196};
-  for (int i = 0; i < n; ++i) {
-    const auto& s = series[i];
-    const int ox = (i % columns) * panel_w, oy = (i / columns) * panel_h;
-    const int left = ox + 70, right = ox + panel_w - 12, top = oy + 26, bottom = oy + panel_h - 24;
-    draw_text(img, ox + 10, oy + 8, s.title, black, 2);
-    line(img, left, top, right, top, grey);
-    line(img, left, bottom, right, bottom, black);
-    line(img, left, top, left, bottom, black);
-    line(img, right, top, right, bottom, grey);
-    std::vector<std::pair<double, double>> pts;
-    for (const auto& p : s.points)
-      if (std::isfinite(p.first) && std::isfinite(p.second)) pts.push_back(p);
-    if (pts.empty()) continue;
-    double x0 = pts.front().first, x1 = pts.back().first, y0 = pts[0].second, y1 = pts[0].second;
-    for (const auto& p : pts) y0 = std::min(y0, p.second), y1 = std::max(y1, p.second);
-    if (x1 <= x0) x1 = x0 + 1;
-    if (y1 <= y0) y1 = y0 + (y0 == 0 ? 1 : std::fabs(y0) * 0.1);
-    draw_text(img, ox + 4, top, fmt(y1), black, 1);
-    draw_text(img, ox + 4, bottom - 5, fmt(y0), black, 1);
-    draw_text(img, left, bottom + 6, fmt(x0), black, 1);
-    const std::string xr = fmt(pts.back().first);
-    draw_text(img, right - 4 * static_cast<int>(xr.size()), bottom + 6, xr, black, 1);
-    auto px = [&](double x) { return left + static_cast<int>(std::lround((x - x0) / (x1 - x0) * (right - left))); };
-    auto py = [&](double y) { return bottom - static_cast<int>(std::lround((y - y0) / (y1 - y0) * (bottom - top))); };
-    if (y0 < 0 && y1 > 0) line(img, left, py(0), right, py(0), grey);
-    for (size_t k = 0; k < pts.size(); ++k) {
-      if (k == 0)
-        put(img, px(pts[0].first), py(pts[0].second), blue);
-      else
-        line(img, px(pts[k - 1].first), py(pts[k - 1].second), px(pts[k].first), py(pts[k].second), blue);
-    }
-  }
+  for (int i = 0; i < n; ++i)
+    draw_panel(img, (i % columns) * panel_w, (i / columns) * panel_h, panel_w, panel_h, series[i].title, {series[i]});
+  return img;
+}
+
+io::Image plot_chart(const std::string& title, const std::vector<Series>& lines, int width, int height) {
+  io::Image img(width, height, 3);
+  std::fill(img.pixels.begin(), img.pixels.end(), 255);
+  draw_panel(img, 0, 0, width, height, title, lines);
   return img;
 }
 
