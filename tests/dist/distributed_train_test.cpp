@@ -144,6 +144,44 @@ TEST(DistributedTraining, TwoRankStateResumesExactly) {
   }
 }
 
+// Diffusion-KTO on two ranks: the reference point z is the mean implicit reward over both ranks'
+// batches (clamped at 0), so with one micro-step per update each logged z equals max(0, the
+// logged mean reward); both ranks end with the same weights.
+TEST(DistributedTraining, KtoReferencePointOverBothRanks) {
+  DRO_REQUIRE_GLOO();
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  test::write_experts(tmp / "data", 2);
+  {
+    std::ofstream labels(tmp / "labels.jsonl");
+    for (int i = 0; i < 8; ++i)
+      labels << R"({"caption": "a cat", "image": "data/00)" << i % 2 << "/00" << i % 2 << R"(.png", "label": )"
+             << (i % 2) << "}\n";
+  }
+  auto [p0, p1] = two_ranks([&](int rank, std::shared_ptr<dist::Group> g) {
+    TrainerOptions o;
+    o.group = g;
+    auto c = rank_config(tmp, "kto", rank, 8);
+    c.objective = "kto";
+    c.train_dataset = (tmp / "labels.jsonl").string();
+    c.gradient_accumulation_steps = 1;
+    c.batch_size = 1;  // each rank's mean reward is one image's: of either sign, the mean over ranks too
+    c.random_drop_prompt_probability = 0;
+    Trainer t(c, o);
+    t.run();
+    return copy_params(t);
+  });
+  for (size_t i = 0; i < p0.size(); ++i) EXPECT_TRUE(p0[i].equal(p1[i])) << "parameter " << i;
+  const auto rows = test::metric_rows(tmp / "kto-rank0");
+  ASSERT_EQ(rows.size(), 8u);
+  for (const auto& r : rows) {
+    std::cout << "mean reward " << r["loss/reward"].get<double>() << ", reference point "
+              << r["loss/reference_point"].get<double>() << "\n";
+    EXPECT_NEAR(r["loss/reference_point"].get<double>(), std::max(0.0, r["loss/reward"].get<double>()), 1e-7)
+        << r.dump();
+  }
+}
+
 
 // ---- the real program ------------------------------------------------------------------------
 
