@@ -73,6 +73,23 @@ TEST(Image, MissingOrCorruptFileIsIoErrorNamingTheFile) {
   expect_io_error_naming(dir / "truncated.png");
 }
 
+// A PNG whose header claims 18000 x 18000 pixels is refused before stb allocates 0.97 GB for it
+// (stb itself refuses only images over 1 GB).
+TEST(Image, DecompressionBombIsRefusedBeforeDecoding) {
+  std::string png = io::encode_png(gradient(4, 4));
+  for (int at : {16, 20}) {  // IHDR width and height, big-endian
+    const uint32_t v = 18000;
+    for (int k = 0; k < 4; ++k) png[at + k] = static_cast<char>((v >> (24 - 8 * k)) & 0xff);
+  }
+  try {
+    io::decode_image(png, "bomb.png", 3);
+    ADD_FAILURE() << "decoded";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("bomb.png: 18000x18000 pixels is more than 178956970"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Image, TensorRoundTripInBothRanges) {
   const io::Image im = gradient(6, 5);
   for (auto range : {io::PixelRange::kZeroOne, io::PixelRange::kMinusOneOne}) {

@@ -164,6 +164,14 @@ Image decode_image(const std::string& bytes, const std::string& what, int channe
   if (bytes.empty()) throw IoError(cat("[image] ", what, ": file is empty"));
   check_image_bytes(bytes, what);
   int w = 0, h = 0, stored = 0;
+  // A decompression bomb (a small PNG of a huge, uniform image) is refused before decoding, at
+  // Pillow's limit (Image.MAX_IMAGE_PIXELS x 2, where Pillow raises DecompressionBombError).
+  constexpr int64_t kMaxPixels = 2 * 89478485LL;
+  if (stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()), &w, &h,
+                            &stored) &&
+      static_cast<int64_t>(w) * h > kMaxPixels)
+    throw IoError(cat("[image] ", what, ": ", w, "x", h, " pixels is more than ", kMaxPixels,
+                      " (Pillow's decompression-bomb limit); refusing to decode it"));
   unsigned char* data =
       stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
                             static_cast<int>(bytes.size()), &w, &h, &stored, channels);

@@ -119,7 +119,11 @@ OrderedJson config_summary(const fs::path& dir, const std::string& class_name) {
   } else if (fs::exists(dir / "vocab.json")) {
     s["class"] = class_name.empty() ? "CLIPTokenizer" : class_name;
     // Plain (unordered) JSON: inserting 49k keys into an ordered object is quadratic.
-    s["vocab_size"] = nlohmann::json::parse(io::read_file(dir / "vocab.json")).size();
+    try {
+      s["vocab_size"] = nlohmann::json::parse(io::read_file(dir / "vocab.json")).size();
+    } catch (const nlohmann::json::exception& e) {
+      throw IoError(cat("[inspect] ", (dir / "vocab.json").string(), " is not valid JSON: ", e.what()));
+    }
     if (fs::exists(dir / "tokenizer_config.json")) {
       auto tc = io::read_json(dir / "tokenizer_config.json");
       if (tc.contains("model_max_length")) s["model_max_length"] = tc["model_max_length"];

@@ -263,9 +263,17 @@ RestoredState load_state(StateParts& p) {
     all = group.recv(0);
     where = "state received from rank 0";
   }
-  const auto& bytes = all.at("json");
-  const auto st = nlohmann::ordered_json::parse(
-      std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())));
+  auto json_entry = all.find("json");
+  if (json_entry == all.end())
+    throw IoError(cat("[train] --resume: ", where, " has no 'json' entry (damaged, or written by another version?)"));
+  const auto& bytes = json_entry->second;
+  nlohmann::ordered_json st;
+  try {
+    st = nlohmann::ordered_json::parse(
+        std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())));
+  } catch (const nlohmann::json::exception& e) {
+    throw IoError(cat("[train] --resume: ", where, ": the state's JSON entry does not parse: ", e.what()));
+  }
   // Every entry is looked up by name, so a damaged or foreign state says what it lacks.
   auto entry = [&](const std::map<std::string, torch::Tensor>& m, const std::string& key, const std::string& file,
                    const torch::Tensor& like = {}) -> const torch::Tensor& {
