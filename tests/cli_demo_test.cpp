@@ -36,14 +36,19 @@ void expect_interval(const io::OrderedJson& m, const std::string& key) {
   EXPECT_GE(m[key]["ci_high"].get<double>(), m[key]["mean"].get<double>() - 1e-12) << key;
 }
 
-TEST(CliDemo, QuickRunWritesAWellFormedReport) {
-  test::TempDir tmp;
+// An untrained base model small enough for seconds-long demo runs.
+void write_tiny_base(const fs::path& dir) {
   world::BaseModelConfig mc;
   mc.block_out_channels = {8, 16, 16};
   mc.text_hidden = 16;
   mc.text_heads = 2;
   mc.attention_heads = 2;
-  world::write_base_model(tmp / "model", mc);
+  world::write_base_model(dir, mc);
+}
+
+TEST(CliDemo, QuickRunWritesAWellFormedReport) {
+  test::TempDir tmp;
+  write_tiny_base(tmp / "model");
   const fs::path out = tmp / "report";
   auto [rc, log] = run(kDro + " demo --quick --quiet --model " + (tmp / "model").string() + " --out " +
                        out.string() + " --steps 3 --eval-prompts 3 --eval-seeds 2 --eval-steps 3");
@@ -125,12 +130,7 @@ TEST(CliDemo, QuickRunWritesAWellFormedReport) {
 // The SFT-vs-DRO ablation over expert-set sizes, with experts drawn from the kept images alone.
 TEST(CliDemo, AblationAndKeepOnlyExperts) {
   test::TempDir tmp;
-  world::BaseModelConfig mc;
-  mc.block_out_channels = {8, 16, 16};
-  mc.text_hidden = 16;
-  mc.text_heads = 2;
-  mc.attention_heads = 2;
-  world::write_base_model(tmp / "model", mc);
+  write_tiny_base(tmp / "model");
   const fs::path out = tmp / "report";
   auto [rc, log] = run(kDro + " demo --quick --quiet --model " + (tmp / "model").string() + " --out " +
                        out.string() + " --steps 2 --eval-prompts 2 --eval-seeds 2 --eval-steps 2 --models dro " +
