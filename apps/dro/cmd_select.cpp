@@ -1,5 +1,5 @@
-// dro select: the official tools/pickapic.py, top-K expert demonstrations by PickScore or HPSv2
-// from folders, manifests, pairs or webdataset shards.
+// dro select: the official tools/pickapic.py, top-K expert demonstrations by PickScore or HPSv2 (or
+// ImageReward) from folders, manifests, pairs or webdataset shards.
 #include <algorithm>
 #include <iostream>
 
