@@ -1,17 +1,21 @@
 // Preference scorers on the CPU: whole `dro score` batches (decode, preprocess, both towers, the
 // score) of each scorer on the fixture models, the vision tower of a mid-size ViT (ViT-B/16 at
-// 224 px, random weights) and the two preprocessing pipelines on a 512x512 image.
-//   ./build/release/dro_bench --benchmark_filter='Score|Vit|Preprocess'
+// 224 px, random weights), ImageReward's model at its official sizes (BLIP ViT-L/16 at 224 px and
+// the 12-layer cross-attending BERT, random weights) and the two preprocessing pipelines on a
+// 512x512 image.
+//   ./build/release/dro_bench --benchmark_filter='Score|Vit|ImageReward|Preprocess'
 // The fixture models are tiny: their numbers measure everything around the model (decoding,
-// PIL-exact resizing, tokenising); the ViT-B/16 case measures the model.
+// PIL-exact resizing, tokenising); the ViT-B/16 and ImageReward model cases measure the model.
 #include <benchmark/benchmark.h>
 
 #include <filesystem>
 #include <string>
 
+#include "dro/core/error.h"
 #include "dro/eval/scorer.h"
 #include "dro/io/json.h"
 #include "dro/models/clip_model.h"
+#include "dro/models/image_reward.h"
 #include "dro/vision/clip_image_processor.h"
 #include "dro/vision/decode.h"
 #include "dro/vision/open_clip_transform.h"
@@ -35,6 +39,9 @@ dro::eval::ScorerModels fixture_models() {
   m.aesthetic_clip_model = s / "clip-vit-l-14-tiny";
   m.aestheticv1_head = s / "aesthetic-tiny" / "sa_0_4_vit_l_14_linear.pth";
   m.aestheticv2_head = s / "aesthetic-tiny" / "sac+logos+ava1-l14-linearMSE.pth";
+  m.imagereward_checkpoint = s / "imagereward-tiny" / "ImageReward.pt";
+  m.imagereward_vit_config = s / "imagereward-tiny" / "vit_config.json";
+  m.bert_tokenizer = s / "bert-base-uncased";
   return m;
 }
 
@@ -70,6 +77,7 @@ BENCHMARK(BM_ScoreBatch)
     ->Arg(static_cast<int>(ScorerKind::kHpsv2))
     ->Arg(static_cast<int>(ScorerKind::kClip))
     ->Arg(static_cast<int>(ScorerKind::kAesthetic))
+    ->Arg(static_cast<int>(ScorerKind::kImageReward))
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
@@ -93,6 +101,28 @@ void BM_VitB16ImageFeatures(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * 4);
 }
 BENCHMARK(BM_VitB16ImageFeatures)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
+
+// ImageReward's model at the official sizes (ImageReward-v1.0: BLIP ViT-L/16 at 224 px, BERT 768
+// wide with 12 layers cross-attending to the 197 image tokens, MLP 768-1024-128-64-16-1), random
+// weights, batch 2 of 224 px images with 35-token prompts, under inference mode.
+void BM_ImageRewardModel(benchmark::State& state) {
+  const dro::models::BlipVitConfig vit;
+  dro::models::MedBertConfig text;
+  text.vocab_size = 30524;
+  text.add_cross_attention = true;
+  text.encoder_width = vit.embed_dim;
+  dro::models::ImageRewardModel model(vit, text, std::vector<int64_t>{768, 1024, 128, 64, 16, 1});
+  model->eval();
+  constexpr int64_t kBatch = 2;
+  const torch::Tensor pixels = torch::randn({kBatch, 3, 224, 224});
+  const torch::Tensor ids = torch::randint(1000, 30000, {kBatch, 35}, torch::kInt64);
+  const torch::Tensor mask = torch::ones({kBatch, 35}, torch::kInt64);
+  torch::InferenceMode guard;
+  for (auto _ : state) benchmark::DoNotOptimize(model->score(pixels, ids, mask));
+  state.SetItemsProcessed(state.iterations() * kBatch);
+  state.SetLabel(dro::cat("threads ", torch::get_num_threads()));
+}
+BENCHMARK(BM_ImageRewardModel)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(5.0);
 
 dro::vision::PilImage test_image(int side) {
   dro::io::Image im(side, side, 3);

@@ -1,5 +1,5 @@
-// dro score: the official score.py (PickScore, HPSv2, Aesthetic v1/v2, CLIP score) on test sets in
-// the official layout, every image, from local model files.
+// dro score: the official score.py (PickScore, HPSv2, Aesthetic v1/v2, CLIP score, ImageReward) on
+// test sets in the official layout, every image, from local model files.
 #include <iostream>
 
 #include "commands.h"
@@ -14,7 +14,8 @@ Action register_score(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "score",
       "Score generated images with the paper's preference scorers (PickScore, HPSv2, Aesthetic "
-      "v1/v2, CLIP score), as the official score.py does, from local model files. Reads "
+      "v1/v2, CLIP score, ImageReward), as the official score.py does, from local model files. "
+      "Reads "
       "DIR/<prompt>/<image>.png + caption.txt (the layout dro sample writes), scores every image "
       "and writes one JSON object per image to --out, with a mean/std summary beside it.");
   struct Opts {

@@ -1,5 +1,5 @@
-// dro select: the official tools/pickapic.py, top-K expert demonstrations by PickScore or HPSv2
-// from folders, manifests, pairs or webdataset shards.
+// dro select: the official tools/pickapic.py, top-K expert demonstrations by PickScore or HPSv2 (or
+// ImageReward) from folders, manifests, pairs or webdataset shards.
 #include <algorithm>
 #include <iostream>
 
@@ -32,8 +32,9 @@ Action register_select(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   cmd->add_option("--input", o->inputs, "folder, .jsonl/.csv manifest, .tar shard or folder of shards; repeatable")
       ->required();
-  cmd->add_option("--scorer", o->scorer, "pickscore | hpsv2 (the official choices for the experts)")
-      ->check(CLI::IsMember({"pickscore", "hpsv2"}))
+  cmd->add_option("--scorer", o->scorer,
+                  "pickscore | hpsv2 (the official choices for the experts) | imagereward")
+      ->check(CLI::IsMember({"pickscore", "hpsv2", "imagereward"}))
       ->capture_default_str();
   cmd->add_option("--top-k", o->top_k, "demonstrations to keep")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--out", o->out, "output folder in the training layout")->required();
@@ -44,9 +45,11 @@ Action register_select(CLI::App& app) {
   return [o]() {
     if (o->scorer == "pickscore") o->scorers.pickscore = true;
     if (o->scorer == "hpsv2") o->scorers.hpsv2 = true;
+    if (o->scorer == "imagereward") o->scorers.imagereward = true;
     if (o->scorers.aestheticv1 || o->scorers.aestheticv2 || o->scorers.clip ||
-        (o->scorers.pickscore && o->scorers.hpsv2))
-      throw UsageError("[select] one scorer selects the experts: --scorer pickscore or --scorer hpsv2");
+        int(o->scorers.pickscore) + int(o->scorers.hpsv2) + int(o->scorers.imagereward) > 1)
+      throw UsageError(
+          "[select] one scorer selects the experts: --scorer pickscore, hpsv2 or imagereward");
     const auto requests = scorer_requests(o->scorers, "select");
     const dist::Env env = dist::Env::from_environment();
     auto listing = eval::list_select_items(o->inputs);

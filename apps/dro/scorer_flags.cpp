@@ -17,7 +17,7 @@ void add_scorer_flags(CLI::App* cmd, ScorerFlags& f) {
   cmd->add_flag("--clip", f.clip,
                 "CLIP score: cosine of open_clip ViT-H-14 laion2B features (needs --clip-model)");
   cmd->add_flag("--imagereward", f.imagereward,
-                "ImageReward (not in this version: refused with a message)");
+                "ImageReward (needs --imagereward-checkpoint, --bert-tokenizer)");
   cmd->add_option("--batch-size", f.batch_size, "images per model batch")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -57,6 +57,18 @@ void add_scorer_flags(CLI::App* cmd, ScorerFlags& f) {
   cmd->add_option(
       "--aestheticv2-head", f.models.aestheticv2_head,
       "sac+logos+ava1-l14-linearMSE.pth (christophschuhmann/improved-aesthetic-predictor)");
+  cmd->add_option("--imagereward-checkpoint", f.models.imagereward_checkpoint,
+                  "ImageReward.pt (THUDM/ImageReward)");
+  cmd->add_option("--imagereward-med-config", f.models.imagereward_med_config,
+                  "BLIP's BERT config med_config.json (THUDM/ImageReward; default: beside "
+                  "--imagereward-checkpoint)");
+  cmd->add_option("--imagereward-vit-config", f.models.imagereward_vit_config,
+                  "JSON of BLIP ViT sizes (image_size, patch_size, embed_dim, depth, num_heads, "
+                  "mlp_ratio, qkv_bias, layer_norm_eps) overriding the official ViT-L/16 at "
+                  "224 px");
+  cmd->add_option("--bert-tokenizer", f.models.bert_tokenizer,
+                  "folder with vocab.txt + tokenizer_config.json of bert-base-uncased "
+                  "(ImageReward's tokenizer)");
   cmd->add_option("--device", f.device,
                   "auto | cpu | cuda | cuda:N (under a launcher: cuda:LOCAL_RANK)")
       ->capture_default_str();
@@ -74,15 +86,16 @@ void add_scorer_flags(CLI::App* cmd, ScorerFlags& f) {
 }
 
 std::vector<eval::ScorerRequest> scorer_requests(const ScorerFlags& f, const std::string& who) {
-  if (f.imagereward)
-    throw UsageError(cat("[", who, "] --imagereward is not available in this version of dro yet"));
   std::vector<eval::ScorerRequest> requests;
   if (f.pickscore) requests.push_back({eval::ScorerKind::kPickScore});
   if (f.hpsv2) requests.push_back({eval::ScorerKind::kHpsv2});
   if (f.aestheticv1 || f.aestheticv2) requests.push_back({eval::ScorerKind::kAesthetic, f.aestheticv1, f.aestheticv2});
   if (f.clip) requests.push_back({eval::ScorerKind::kClip});
+  if (f.imagereward) requests.push_back({eval::ScorerKind::kImageReward});
   if (requests.empty())
-    throw UsageError(cat("[", who, "] choose at least one of --pickscore, --hpsv2, --aestheticv1, --aestheticv2, --clip"));
+    throw UsageError(cat("[", who,
+                         "] choose at least one of --pickscore, --hpsv2, --aestheticv1, "
+                         "--aestheticv2, --clip, --imagereward"));
   return requests;
 }
 

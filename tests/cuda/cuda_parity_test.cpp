@@ -139,6 +139,9 @@ TEST(CudaParity, ScorersFloat32AndBf16) {
   m.aesthetic_clip_model = s / "clip-vit-l-14-tiny";
   m.aestheticv1_head = s / "aesthetic-tiny" / "sa_0_4_vit_l_14_linear.pth";
   m.aestheticv2_head = s / "aesthetic-tiny" / "sac+logos+ava1-l14-linearMSE.pth";
+  m.imagereward_checkpoint = s / "imagereward-tiny" / "ImageReward.pt";
+  m.imagereward_vit_config = s / "imagereward-tiny" / "vit_config.json";
+  m.bert_tokenizer = s / "bert-base-uncased";
   // golden[(image file, prompt)][key]
   std::map<std::pair<std::string, std::string>, io::OrderedJson> golden;
   {
@@ -155,7 +158,8 @@ TEST(CudaParity, ScorersFloat32AndBf16) {
     o.device = torch::Device(torch::kCUDA);
     o.dtype = dtype;
     for (const auto kind : {eval::ScorerKind::kPickScore, eval::ScorerKind::kHpsv2,
-                            eval::ScorerKind::kClip, eval::ScorerKind::kAesthetic}) {
+                            eval::ScorerKind::kClip, eval::ScorerKind::kAesthetic,
+                            eval::ScorerKind::kImageReward}) {
       auto scorer = eval::make_scorer(kind, m, o);
       double worst = 0;
       for (const auto& e : io::read_json(s / "golden" / "images.json")) {

@@ -39,7 +39,11 @@ const std::vector<ModelField>& model_fields() {
       {"clip_model", &ScorerModels::clip_model},
       {"aesthetic_clip_model", &ScorerModels::aesthetic_clip_model},
       {"aestheticv1_head", &ScorerModels::aestheticv1_head},
-      {"aestheticv2_head", &ScorerModels::aestheticv2_head}};
+      {"aestheticv2_head", &ScorerModels::aestheticv2_head},
+      {"imagereward_checkpoint", &ScorerModels::imagereward_checkpoint},
+      {"imagereward_med_config", &ScorerModels::imagereward_med_config},
+      {"imagereward_vit_config", &ScorerModels::imagereward_vit_config},
+      {"bert_tokenizer", &ScorerModels::bert_tokenizer}};
   return fields;
 }
 
@@ -94,6 +98,8 @@ std::unique_ptr<Scorer> make_scorer(ScorerKind kind, const ScorerModels& models,
       return detail::make_open_clip_scorer(false, models, options);
     case ScorerKind::kAesthetic:
       return detail::make_aesthetic(models, options, aesthetic_v1, aesthetic_v2);
+    case ScorerKind::kImageReward:
+      return detail::make_imagereward(models, options);
   }
   throw UsageError("[score] unknown scorer");
 }
@@ -113,6 +119,8 @@ std::vector<std::string> planned_keys(ScorerKind kind, const ScorerOptions& opti
       if (v2) keys.push_back("aestheticv2");
       return keys;
     }
+    case ScorerKind::kImageReward:
+      return {"imagereward"};
   }
   return {};
 }

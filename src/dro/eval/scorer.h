@@ -21,7 +21,8 @@ namespace dro::eval {
 
 // What a score is and where it came from; recorded beside every output.
 struct ScoreKeyInfo {
-  std::string key;      // the JSONL key: pickscore, hpsv2, hpsv2.1, clip, aestheticv1, aestheticv2
+  std::string key;      // the JSONL key: pickscore, hpsv2, hpsv2.1, clip, aestheticv1, aestheticv2,
+                        // imagereward
   std::string name;     // human name, e.g. "PickScore"
   std::string version;  // e.g. "PickScore_v1 (CLIP ViT-H/14)"
   std::string units;    // what the number means
@@ -56,6 +57,10 @@ struct ScorerModels {
   std::filesystem::path aesthetic_clip_model;  // CLIPModel folder (openai ViT-L/14)
   std::filesystem::path aestheticv1_head;
   std::filesystem::path aestheticv2_head;
+  std::filesystem::path imagereward_checkpoint;  // ImageReward.pt (THUDM/ImageReward)
+  std::filesystem::path imagereward_med_config;  // med_config.json (default: beside the checkpoint)
+  std::filesystem::path imagereward_vit_config;  // ViT sizes (default: official ViT-L/16, 224 px)
+  std::filesystem::path bert_tokenizer;          // vocab.txt + tokenizer_config.json
 
   // Keys as the flags without dashes, in snake_case or kebab-case: {"pickscore_model": "..."}.
   // Relative paths are taken from `base` (the file's folder). UsageError for unknown keys.
@@ -72,7 +77,7 @@ struct ScorerOptions {
 };
 
 // Scorer names as the flags spell them.
-enum class ScorerKind { kPickScore, kHpsv2, kClip, kAesthetic };
+enum class ScorerKind { kPickScore, kHpsv2, kClip, kAesthetic, kImageReward };
 
 // Loads one scorer; `aesthetic_v1` / `aesthetic_v2` choose the aesthetic heads. UsageError naming
 // the flag when a needed path is missing, IoError for a bad file.

@@ -16,6 +16,7 @@ std::unique_ptr<Scorer> make_open_clip_scorer(bool hpsv2, const ScorerModels& mo
                                               const ScorerOptions& options);
 std::unique_ptr<Scorer> make_aesthetic(const ScorerModels& models, const ScorerOptions& options,
                                        bool v1, bool v2);
+std::unique_ptr<Scorer> make_imagereward(const ScorerModels& models, const ScorerOptions& options);
 
 // The sha256 of a weights file, memoised per (path, size, mtime) in this process and in
 // $XDG_CACHE_HOME/dro/sha256.json (~/.cache/...) so multi-GB files are hashed once.
