@@ -126,6 +126,32 @@ TEST(WorldDatasetWriter, WritesTheOfficialLayout) {
   EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator{}), 1);
 }
 
+// keep-only experts: N kept images at random (no reward model), so their mean hidden score is the
+// kept images' mean up to sampling noise, well below the reward model's top-N; the same feedback.
+TEST(WorldDatasetWriter, KeepOnlyExpertsAreRandomKeptImages) {
+  test::TempDir dir;
+  auto c = small_config(3);
+  c.base_images_per_prompt = 0;
+  const WorldSummary reward = write_world(dir / "reward", c);
+  c.expert_ranking = "keep-only";
+  const WorldSummary keep = write_world(dir / "keep", c);
+  std::cout << "[ world    ] expert mean: reward model " << reward.expert.mean << ", keep-only " << keep.expert.mean
+            << " (kept " << keep.kept.mean << ")\n";
+  EXPECT_EQ(keep.expert.count, 120u);
+  EXPECT_EQ(keep.kept.mean, reward.kept.mean);
+  EXPECT_EQ(io::read_file(dir / "keep/feedback/pairs.jsonl"), io::read_file(dir / "reward/feedback/pairs.jsonl"));
+  EXPECT_NEAR(keep.expert.mean, keep.kept.mean, 0.6);
+  EXPECT_GT(reward.expert.mean, keep.expert.mean + 0.5);
+  // Every keep-only expert is a kept image.
+  std::set<std::string> kept;
+  for (const auto& l : read_jsonl(dir / "keep/feedback/labels.jsonl"))
+    if (l["label"] == 1) kept.insert(l["image"].get<std::string>());
+  for (const auto& e : read_jsonl(dir / "keep/feedback/expert.jsonl"))
+    EXPECT_TRUE(kept.count(e["image"].get<std::string>())) << e.dump();
+  c.expert_ranking = "oracle";
+  EXPECT_THROW(c.validate(), UsageError);
+}
+
 TEST(WorldDatasetWriter, SameSeedSameBytesAndRefusesToOverwrite) {
   test::TempDir dir;
   WorldConfig c = small_config(3);
