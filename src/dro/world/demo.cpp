@@ -149,9 +149,10 @@ std::string interval_text(const Interval& i) {
 }
 
 std::string row(const std::string& name, const ModelSummary& m) {
+  std::ostringstream w;
+  w << std::fixed << std::setprecision(3) << m.win_rate_vs_base;
   return cat("| ", name, " | ", interval_text(m.preference), " | ", interval_text(m.fidelity), " | ",
-             interval_text(m.diversity), " | ",
-             (m.win_rate_vs_base < 0 ? std::string("-") : cat(m.win_rate_vs_base)), " |\n");
+             interval_text(m.diversity), " | ", (m.win_rate_vs_base < 0 ? std::string("-") : w.str()), " |\n");
 }
 
 // A model's images as dro eval's MethodScores: the world's hidden preference and fidelity of
@@ -569,14 +570,15 @@ io::OrderedJson run_demo(const DemoOptions& o) {
       if (m.name != "dro") md << "| " << m.name << " | " << win_text(prompt_win_rate(*dro, m, o.seed)) << " |\n";
     md << "\n";
   }
-  md << "Training: ";
+  std::string trained;
   for (const auto& m : models)
     if (!m.training.is_null()) {
       train::TrainConfig tc;
       tc.update_from_json(m.training, "training");
-      md << m.name << " (" << describe(tc) << "); ";
+      trained += cat(trained.empty() ? "" : "; ", m.name, " (", describe(tc), ")");
     }
-  md << "\n\n" << breakdown_table(models) << "\n";
+  if (!trained.empty()) md << "Training: " << trained << ".\n\n";
+  md << breakdown_table(models) << "\n";
   if (!sizes.empty()) {
     md << "## Ablation: expert-set size K\n\n| K | SFT preference | DRO preference | DRO win rate vs SFT |\n|---|---|---|---|\n";
     for (const auto& e : ablation) {
