@@ -134,15 +134,22 @@ TEST(CliDemo, AblationAndKeepOnlyExperts) {
   const fs::path out = tmp / "report";
   auto [rc, log] = run(kDro + " demo --quick --quiet --model " + (tmp / "model").string() + " --out " +
                        out.string() + " --steps 2 --eval-prompts 2 --eval-seeds 2 --eval-steps 2 --models dro " +
-                       "--ablation 40,10 --expert-ranking keep-only");
+                       "--models sft,dro --ablation 40,500,10 --expert-ranking keep-only");
   ASSERT_EQ(rc, 0) << log;
   const auto r = io::read_json(out / "results.json");
   EXPECT_TRUE(r["models"].contains("base") && r["models"].contains("dro"));
-  EXPECT_FALSE(r["models"].contains("sft"));
+  EXPECT_TRUE(r["models"].contains("sft"));
+  EXPECT_FALSE(r["models"].contains("dpo"));
   EXPECT_EQ(r["settings"]["world"]["expert_ranking"], "keep-only");
-  ASSERT_EQ(r["ablation"].size(), 2u);
+  ASSERT_EQ(r["ablation"].size(), 3u);
   EXPECT_EQ(r["ablation"][0]["k"], 10);  // sorted
   EXPECT_EQ(r["ablation"][1]["k"], 40);
+  // K = the expert set's size is the main run's SFT and DRO.
+  EXPECT_EQ(r["ablation"][2]["k"], 500);
+  EXPECT_EQ(r["ablation"][2]["from_main_run"], true);
+  EXPECT_EQ(r["ablation"][2]["dro"]["preference"], r["models"]["dro"]["preference"]);
+  EXPECT_EQ(r["ablation"][2]["sft"]["preference"], r["models"]["sft"]["preference"]);
+  EXPECT_FALSE(fs::exists(out / "ablation/k500"));
   for (const auto& e : r["ablation"]) {
     EXPECT_EQ(e["experts"], e["k"]);
     expect_interval(e["sft"], "preference");

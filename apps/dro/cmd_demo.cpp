@@ -47,7 +47,8 @@ Action register_demo(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--ablation", o->ablation,
                   "also train SFT and DRO on expert sets of these sizes K, comma-separated (the paper's Figure 3; "
-                  "about 3 minutes per K on 2 cores): table and ablation.png")
+                  "a K equal to the expert set's size reuses the main run's SFT and DRO; about 4 minutes per other K "
+                  "on 2 cores): table and ablation.png")
       ->delimiter(',');
   cmd->add_option("--margin", o->margin, "DRO hinge margin (default: preset)");
   cmd->add_option("--guidance", o->guidance, "evaluation guidance scale (default: preset)");

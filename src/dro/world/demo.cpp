@@ -447,29 +447,42 @@ io::OrderedJson run_demo(const DemoOptions& o) {
     std::cerr << "[demo] 3/4 ablation: SFT and DRO on expert sets of";
     for (auto k : sizes) std::cerr << " " << k;
     std::cerr << " images\n";
+    auto trained = [&](const char* name) -> const Evaluated* {
+      for (const auto& m : models)
+        if (m.name == name) return &m;
+      return nullptr;
+    };
     for (size_t i = 0; i < sizes.size(); ++i) {
       const int64_t k = sizes[i];
-      const fs::path dir = out / "ablation" / cat("k", k);
-      WorldConfig kc = wc;
-      kc.top_n = static_cast<int>(k);
-      const WorldSummary kws = write_world(dir / "world", kc);
       io::OrderedJson e;
       e["k"] = k;
-      e["experts"] = kws.expert.count;
-      e["expert_preference"] = kws.expert.mean;
       std::vector<Evaluated> pair;
-      for (const char* name : {"sft", "dro"}) {
-        pair.push_back(train_and_evaluate(o, s, dir / "world", name, dir / "train", dir / "samples", heldout,
-                                          cat("  K = ", k, " (", i + 1, "/", sizes.size(), ")")));
-        pair.back().summary = summarise(pair.back().scores, &models[0].scores);
-        e[name] = {{"preference", pair.back().summary.preference.to_json()},
-                   {"fidelity", pair.back().summary.fidelity.to_json()}};
+      if (k == static_cast<int64_t>(ws.expert.count) && trained("sft") && trained("dro")) {
+        // The main run's expert set: its SFT and DRO models are this point.
+        pair = {*trained("sft"), *trained("dro")};
+        e["experts"] = ws.expert.count;
+        e["expert_preference"] = ws.expert.mean;
+        e["from_main_run"] = true;
+      } else {
+        const fs::path dir = out / "ablation" / cat("k", k);
+        WorldConfig kc = wc;
+        kc.top_n = static_cast<int>(k);
+        const WorldSummary kws = write_world(dir / "world", kc);
+        e["experts"] = kws.expert.count;
+        e["expert_preference"] = kws.expert.mean;
+        for (const char* name : {"sft", "dro"}) {
+          pair.push_back(train_and_evaluate(o, s, dir / "world", name, dir / "train", dir / "samples", heldout,
+                                            cat("  K = ", k, " (", i + 1, "/", sizes.size(), ")")));
+          pair.back().summary = summarise(pair.back().scores, &models[0].scores);
+          fs::remove_all(pair.back().samples);  // the scores are kept; the images are not needed
+        }
       }
+      for (const auto& m : pair)
+        e[m.name] = {{"preference", m.summary.preference.to_json()}, {"fidelity", m.summary.fidelity.to_json()}};
       e["dro_win_rate_vs_sft"] = win_json(prompt_win_rate(pair[1], pair[0], o.seed));
       ablation_lines[0].points.emplace_back(static_cast<double>(k), pair[0].summary.preference.mean);
       ablation_lines[1].points.emplace_back(static_cast<double>(k), pair[1].summary.preference.mean);
       ablation.push_back(e);
-      for (auto& m : pair) fs::remove_all(m.samples);  // the numbers are kept; the images are not needed
     }
     timings["ablation_s"] = since(t0);
   }
