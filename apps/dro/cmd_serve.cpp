@@ -1,10 +1,10 @@
 // `dro serve`: the web playground (compare models side by side, collect implicit feedback, run a
 // blind A/B study) and `dro serve export`, which turns the collected feedback into the layouts
 // `dro train` reads. The server itself lives in dro/serve/.
-#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <climits>
 #include <iostream>
 #include <regex>
@@ -30,6 +30,8 @@ fs::path self_path() {
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
   return n > 0 ? fs::path(std::string(buf, static_cast<size_t>(n))) : fs::path();
 }
+
+int g_stop_pipe[2] = {-1, -1};
 
 struct ServeOpts {
   std::string model, base_name = "base", demo_report = "demo-report", host = "127.0.0.1", feedback = "feedback",
@@ -156,13 +158,6 @@ Action register_serve(CLI::App& app) {
       for (const auto& s : specs) found = found || s.name == m;
       if (!found) throw UsageError(cat("[serve] --study-models: no model named '", m, "'"));
     }
-    // SIGINT / SIGTERM are taken by one thread that stops the server; every other thread
-    // (LibTorch's, the worker, the connections) inherits the blocked mask.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     serve::FeedbackStore feedback(o->feedback);
     serve::StudyLog study(fs::path(o->feedback) / "study.jsonl");
     std::cerr << "[serve] feedback appended to " << feedback.log_path().string() << ", study votes to "
@@ -174,21 +169,36 @@ Action register_serve(CLI::App& app) {
     so.study_models = o->study_models;
     so.quiet = o->quiet;
     serve::Server server(engine, feedback, study, so);
+    // SIGINT / SIGTERM write a byte to a pipe (all a signal handler may safely do, in whichever
+    // thread it lands); a thread reading it stops the server, and the program ends normally.
+    if (::pipe(g_stop_pipe) != 0) throw IoError("[serve] cannot create a pipe");
+    struct sigaction sa {};
+    sa.sa_handler = [](int) {
+      const char b = 1;
+      [[maybe_unused]] const ssize_t n = ::write(g_stop_pipe[1], &b, 1);
+    };
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, nullptr);
+    ::sigaction(SIGTERM, &sa, nullptr);
     std::thread stopper([&] {
-      int sig = 0;
-      sigwait(&stop_signals, &sig);
-      std::cerr << "[serve] stopping" << std::endl;
+      char b = 0;
+      while (::read(g_stop_pipe[0], &b, 1) < 0 && errno == EINTR) {
+      }
+      if (b == 1) std::cerr << "[serve] stopping" << std::endl;
       server.stop();
     });
+    auto end_stopper = [&] {
+      const char b = 2;
+      [[maybe_unused]] const ssize_t n = ::write(g_stop_pipe[1], &b, 1);
+      stopper.join();
+    };
     try {
       server.run();
     } catch (...) {
-      pthread_kill(stopper.native_handle(), SIGTERM);
-      stopper.join();
+      end_stopper();
       throw;
     }
-    // run() returns after stop(): from the signal thread, which then ends.
-    stopper.join();
+    end_stopper();
     return 0;
 #else
     (void)o;

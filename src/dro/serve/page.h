@@ -217,7 +217,7 @@ async function keep(i) {
   try {
     await feedback({ kept: shown[i].url });
     document.querySelectorAll("#collect-grid .card").forEach((c, j) => c.classList.toggle("kept", j === i));
-    status("Kept image " + (i + 1) + ". Recorded; a new round starts with another seed.");
+    status("Kept image " + (i + 1) + ". Recorded; \"Next round\" shows new images.");
     shown = [];
   } catch (e) { status(e.message, true); }
   done();

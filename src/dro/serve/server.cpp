@@ -338,10 +338,14 @@ struct Server::Impl {
     http.Get("/api/study/results", wrap([this](const httplib::Request&, httplib::Response& res) {
       send_json(res, study_results(study.votes()));
     }));
-    http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-      if (res.body.empty())
-        send_error(res, res.status, res.status == 404 ? "no such route (GET / is the page; the README lists the API)"
-                                                      : cat("request refused (HTTP ", res.status, ")"));
+    http.set_error_handler([this](const httplib::Request&, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      if (res.status == 404)
+        send_error(res, 404, "no such route (GET / is the page; the README lists the API)");
+      else if (res.status == 413)
+        send_error(res, 413, cat("the request body is larger than ", options.max_body_bytes, " bytes"));
+      else
+        send_error(res, res.status, cat("malformed request (HTTP ", res.status, ")"));
     });
     http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
       send_error(res, 500, "internal error");
