@@ -10,6 +10,8 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libstb-dev   # header-only: JSON, command line, image codecs
   libjpeg62-turbo-dev            # JPEG decoding exactly as Pillow (libjpeg-turbo)
   libgtest-dev libgmock-dev libbenchmark-dev   # tests and benchmarks
+  libcpp-httplib-dev             # dro serve: the HTTP server (without it dro builds without the server)
+  chromium                       # dro serve's browser test (headless); skipped where absent
 )
 
 missing=()

@@ -22,5 +22,6 @@ Action register_score(CLI::App& app);
 Action register_eval(CLI::App& app);
 Action register_select(CLI::App& app);
 Action register_prompts(CLI::App& app);
+Action register_serve(CLI::App& app);
 
 }  // namespace dro::app

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   add(dro::app::register_eval);
   add(dro::app::register_select);
   add(dro::app::register_prompts);
+  add(dro::app::register_serve);
 
   try {
     app.parse(argc, argv);
