@@ -14,21 +14,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// One folder per golden prompt holding every golden image: the rows are exactly the (image,
-// prompt) pairs of expected_scores.jsonl.
-void make_test_set(const fs::path& dir) {
-  const auto prompts = io::read_json(test::scorer_fixtures() / "golden" / "prompts.json");
-  const auto images = io::read_json(test::scorer_fixtures() / "golden" / "images.json");
-  for (const auto& p : prompts) {
-    const fs::path pd = dir / cat("p", p["index"].get<int>());
-    fs::create_directories(pd);
-    io::write_file_atomically(pd / "caption.txt", p["prompt"].get<std::string>());
-    for (const auto& im : images) {
-      const fs::path src = test::scorer_fixtures() / im["file"].get<std::string>();
-      fs::copy_file(src, pd / src.filename());
-    }
-  }
-}
 
 std::vector<io::OrderedJson> read_jsonl(const fs::path& p) {
   std::vector<io::OrderedJson> rows;
@@ -83,7 +68,7 @@ double check_rows(const fs::path& out, const fs::path& dir) {
 TEST(CliScoreImageReward, MatchesTheOfficialCode) {
   DRO_REQUIRE_SCORER_FIXTURES();
   test::TempDir tmp;
-  make_test_set(tmp / "set");
+  test::write_scorer_test_set(tmp / "set");
   const fs::path out = tmp / "scores.jsonl";
   auto [rc, log] =
       test::run_command(cat(DRO_BINARY, " score --imagereward --dir ", tmp / "set",
@@ -101,7 +86,7 @@ TEST(CliScoreImageReward, MatchesTheOfficialCode) {
 TEST(CliScoreImageReward, ModelsFileKeys) {
   DRO_REQUIRE_SCORER_FIXTURES();
   test::TempDir tmp;
-  make_test_set(tmp / "set");
+  test::write_scorer_test_set(tmp / "set");
   const fs::path s = test::scorer_fixtures();
   io::write_json(tmp / "models.json",
                  {{"imagereward_checkpoint", (s / "imagereward-tiny" / "ImageReward.pt").string()},
@@ -119,7 +104,7 @@ TEST(CliScoreImageReward, ModelsFileKeys) {
 TEST(CliScoreImageReward, MissingFilesNameTheFlag) {
   DRO_REQUIRE_SCORER_FIXTURES();
   test::TempDir tmp;
-  make_test_set(tmp / "set");
+  test::write_scorer_test_set(tmp / "set");
   const fs::path s = test::scorer_fixtures();
   auto [rc1, log1] =
       test::run_command(cat(DRO_BINARY, " score --imagereward --dir ", tmp / "set", " --quiet"));

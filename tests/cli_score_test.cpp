@@ -16,21 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The test set: one folder per golden prompt, each holding every golden image, so the rows are
-// exactly the (image, prompt) pairs of expected_scores.jsonl.
-void make_test_set(const fs::path& dir) {
-  const auto prompts = io::read_json(test::scorer_fixtures() / "golden" / "prompts.json");
-  const auto images = io::read_json(test::scorer_fixtures() / "golden" / "images.json");
-  for (const auto& p : prompts) {
-    const fs::path pd = dir / cat("p", p["index"].get<int>());
-    fs::create_directories(pd);
-    io::write_file_atomically(pd / "caption.txt", p["prompt"].get<std::string>());
-    for (const auto& im : images) {
-      const fs::path src = test::scorer_fixtures() / im["file"].get<std::string>();
-      fs::copy_file(src, pd / src.filename());
-    }
-  }
-}
 
 std::string model_flags() {
   const fs::path s = test::scorer_fixtures();
@@ -73,7 +58,7 @@ double atol_of(const std::string& key) {
 TEST(CliScore, EveryScoreMatchesTheOfficialCode) {
   DRO_REQUIRE_SCORER_FIXTURES();
   test::TempDir tmp;
-  make_test_set(tmp / "set");
+  test::write_scorer_test_set(tmp / "set");
   const fs::path out = tmp / "scores.jsonl";
   auto [rc, log] = test::run_command(cat(DRO_BINARY, " score --dir ", tmp / "set", kAll,
                                          model_flags(), " --batch-size 5 --out ", out, " --quiet"));
@@ -122,7 +107,7 @@ TEST(CliScore, EveryScoreMatchesTheOfficialCode) {
 TEST(CliScore, ResumesKeepsRowsAndRescoresChangedWeights) {
   DRO_REQUIRE_SCORER_FIXTURES();
   test::TempDir tmp;
-  make_test_set(tmp / "set");
+  test::write_scorer_test_set(tmp / "set");
   const fs::path out = tmp / "s.jsonl";
   const std::string base =
       cat(DRO_BINARY, " score --dir ", tmp / "set", model_flags(), " --out ", out, " --quiet");
@@ -156,7 +141,7 @@ TEST(CliScore, ResumesKeepsRowsAndRescoresChangedWeights) {
 TEST(CliScore, BadInputIsAClearError) {
   DRO_REQUIRE_SCORER_FIXTURES();
   test::TempDir tmp;
-  make_test_set(tmp / "set");
+  test::write_scorer_test_set(tmp / "set");
   const std::string aes =
       cat(DRO_BINARY, " score --aestheticv1 --dir ", tmp / "set", model_flags(), " --quiet");
   // A corrupt image stops the run naming the file, or is skipped and counted.
@@ -202,7 +187,7 @@ TEST(CliScore, BadInputIsAClearError) {
 TEST(CliScore, ModelsFileGivesThePaths) {
   DRO_REQUIRE_SCORER_FIXTURES();
   test::TempDir tmp;
-  make_test_set(tmp / "set");
+  test::write_scorer_test_set(tmp / "set");
   const fs::path s = test::scorer_fixtures();
   io::write_file_atomically(
       tmp / "models.toml",
@@ -225,7 +210,7 @@ TEST(CliScore, TwoRanksGiveTheSameScores) {
   DRO_REQUIRE_SCORER_FIXTURES();
   DRO_REQUIRE_GLOO();
   test::TempDir tmp;
-  make_test_set(tmp / "set");
+  test::write_scorer_test_set(tmp / "set");
   const std::string flags = cat(" score --dir ", tmp / "set", " --pickscore --aestheticv1",
                                 model_flags(), " --quiet --batch-size 7");
   auto [rc1, log1] = test::run_command(cat(DRO_BINARY, flags, " --out ", tmp / "one.jsonl"));

@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include "dro/core/error.h"
+#include "dro/io/atomic_file.h"
 #include "dro/io/json.h"
 
 #include <sys/wait.h>
@@ -70,6 +72,20 @@ std::vector<std::string> golden_prompts() {
   for (const auto& p : io::read_json(scorer_fixtures() / "golden" / "prompts.json"))
     out.push_back(p.at("prompt").get<std::string>());
   return out;
+}
+
+void write_scorer_test_set(const std::filesystem::path& dir) {
+  const auto prompts = io::read_json(scorer_fixtures() / "golden" / "prompts.json");
+  const auto images = io::read_json(scorer_fixtures() / "golden" / "images.json");
+  for (const auto& p : prompts) {
+    const std::filesystem::path pd = dir / cat("p", p["index"].get<int>());
+    std::filesystem::create_directories(pd);
+    io::write_file_atomically(pd / "caption.txt", p["prompt"].get<std::string>());
+    for (const auto& im : images) {
+      const std::filesystem::path src = scorer_fixtures() / im["file"].get<std::string>();
+      std::filesystem::copy_file(src, pd / src.filename());
+    }
+  }
 }
 
 }  // namespace dro::test

@@ -32,6 +32,9 @@ inline std::filesystem::path scorer_fixtures() { return fixtures() / "scorers"; 
 
 // The prompts of scorers/golden/prompts.json, in order.
 std::vector<std::string> golden_prompts();
+// The scorers' test set in DIR: one folder per golden prompt (caption.txt) holding every golden
+// image, so its rows are exactly the (image, prompt) pairs of expected_scores.jsonl.
+void write_scorer_test_set(const std::filesystem::path& dir);
 
 // A fresh, empty temporary folder removed when the object goes away.
 class TempDir {

@@ -1,22 +1,10 @@
-// `dro demo`: Diffusion-DRO end to end on the built-in preference world (see world/demo.h).
-#include <unistd.h>
-
-#include <climits>
-
+// `dro demo`: Diffusion-DRO and the baselines end to end on the built-in preference world (see world/demo.h).
 #include "commands.h"
 #include "dro/core/error.h"
 #include "dro/world/demo.h"
 
 namespace dro::app {
 namespace fs = std::filesystem;
-
-namespace {
-fs::path self_path() {
-  char buf[PATH_MAX];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  return n > 0 ? fs::path(std::string(buf, static_cast<size_t>(n))) : fs::path();
-}
-}  // namespace
 
 Action register_demo(CLI::App& app) {
   auto* cmd = app.add_subcommand(
@@ -58,7 +46,7 @@ Action register_demo(CLI::App& app) {
   cmd->add_flag("--quiet", o->quiet, "no progress bars");
   return [o, model, out]() {
     o->out = *out;
-    o->model = model->empty() ? world::find_default_base_model(self_path()) : fs::path(*model);
+    o->model = model->empty() ? world::find_default_base_model(executable_path()) : fs::path(*model);
     if (o->model.empty())
       throw UsageError("[demo] the shipped base model (assets/world-base) was not found next to the program "
                        "or in its source tree; pass --model DIR");

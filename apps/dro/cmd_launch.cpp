@@ -21,13 +21,6 @@ namespace {
 volatile sig_atomic_t g_signal = 0;
 void on_signal(int sig) { g_signal = sig; }
 
-std::string self_path() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) throw Error("[launch] cannot find this program's path (/proc/self/exe)");
-  return std::string(buf, static_cast<size_t>(n));
-}
-
 std::string describe(int status) {
   if (WIFEXITED(status)) return cat("exited with code ", WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return cat("was killed by signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)), ")");
@@ -62,7 +55,8 @@ int launch(const LaunchOptions& o) {
     port = dist::find_free_port();
   }
   const int world = o.nproc * o.nnodes;
-  const std::string exe = self_path();
+  const std::string exe = executable_path().string();
+  if (exe.empty()) throw Error("[launch] cannot find this program's path (/proc/self/exe)");
   std::string threads;
   if (!std::getenv("OMP_NUM_THREADS")) {
     const unsigned hw = std::max(1u, std::thread::hardware_concurrency());

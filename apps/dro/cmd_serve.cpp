@@ -25,12 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path self_path() {
-  char buf[PATH_MAX];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  return n > 0 ? fs::path(std::string(buf, static_cast<size_t>(n))) : fs::path();
-}
-
 int g_stop_pipe[2] = {-1, -1};
 
 struct ServeOpts {
@@ -63,7 +57,7 @@ struct ServeOpts {
   std::vector<serve::ModelSpec> specs;
   fs::path base = o.model;
   if (base.empty()) {
-    base = world::find_default_base_model(self_path());
+    base = world::find_default_base_model(executable_path());
     if (base.empty())
       throw UsageError("[serve] the shipped base model (assets/world-base) was not found next to the program or in "
                        "its source tree; pass --model DIR");

@@ -2,6 +2,7 @@
 // to run when the subcommand is chosen.
 #pragma once
 
+#include <filesystem>
 #include <functional>
 
 #include <CLI/CLI.hpp>
@@ -9,6 +10,9 @@
 namespace dro::app {
 
 using Action = std::function<int()>;
+
+// This program's own file (/proc/self/exe); empty when it cannot be read.
+std::filesystem::path executable_path();
 
 Action register_inspect(CLI::App& app);
 Action register_sample(CLI::App& app);

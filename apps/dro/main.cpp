@@ -5,12 +5,20 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include <c10/util/Exception.h>
 
 #include "commands.h"
 #include "dro/core/compat.h"
 #include "dro/core/crash.h"
 #include "dro/core/error.h"
+
+std::filesystem::path dro::app::executable_path() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  return n > 0 ? std::filesystem::path(std::string(buf, static_cast<size_t>(n))) : std::filesystem::path();
+}
 
 int main(int argc, char** argv) {
   dro::install_crash_handler("dro");
