@@ -99,8 +99,9 @@ TEST(BaselineTrainer, DpoPairOfOneImageTwiceHasNoGradient) {
               << " (distinct images)\n";
     EXPECT_NEAR(same[i]["loss/loss"].get<double>(), std::log(2.0), 1e-4);
     EXPECT_LT(g_same, 1e-4 * g_other);
-    if (i > 0)  // after the first update the distinct pairs' loss has left log 2
+    if (i > 0) {  // after the first update the distinct pairs' loss has left log 2
       EXPECT_GT(std::abs(other[i]["loss/loss"].get<double>() - std::log(2.0)), 1e-2) << other[i].dump();
+    }
   }
 }
 
