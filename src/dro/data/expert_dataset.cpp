@@ -127,10 +127,7 @@ ExpertDataset ExpertDataset::scan(const fs::path& root, bool skip_bad, bool repo
       if (!image.empty()) break;
     }
     if (image.empty()) {
-      const std::string problem = cat(dir.string(), ": no .png/.jpg image");
-      if (!skip_bad) throw IoError(cat("[data] ", problem, " (pass --skip-bad-images to skip such folders)"));
-      ++d.skipped_;
-      if (report) std::cerr << "[data] warning: skipping " << problem << "\n";
+      d.reject(cat(dir.string(), ": no .png/.jpg image"), "folders", skip_bad, report);
       continue;
     }
     std::string prompt = io::read_file(cap);
@@ -168,16 +165,22 @@ bool ExpertDataset::add(Entry e, const std::string& where, bool skip_bad, bool r
     }
   }
   if (!problem.empty()) {
-    if (!where.empty()) problem = cat(where, ": ", problem);
-    if (!skip_bad)
-      throw IoError(cat("[data] ", problem, " (pass --skip-bad-images to skip such ",
-                        where.empty() ? "folders" : "entries", ")"));
-    ++skipped_;
-    if (report) std::cerr << "[data] warning: skipping " << problem << "\n";
+    reject(where.empty() ? problem : cat(where, ": ", problem), where.empty() ? "folders" : "entries", skip_bad,
+           report);
     return false;
   }
   entries_.push_back(std::move(e));
   return true;
+}
+
+void ExpertDataset::reject(const std::string& problem, const char* unit, bool skip_bad, bool report) {
+  if (!skip_bad) throw IoError(cat("[data] ", problem, " (pass --skip-bad-images to skip such ", unit, ")"));
+  ++skipped_;
+  if (report) std::cerr << "[data] warning: skipping " << problem << "\n";
+}
+
+int64_t ExpertDataset::desirable() const {
+  return std::count_if(entries_.begin(), entries_.end(), [](const Entry& e) { return e.label > 0; });
 }
 
 ExpertDataset ExpertDataset::from_pairs(const PairData& pairs, const std::string& source, bool skip_bad,
@@ -257,8 +260,7 @@ ExpertLoader::ExpertLoader(const ExpertDataset* dataset, TransformOptions transf
       num_shards_(num_shards),
       desirable_ratio_(desirable_ratio) {
   if (desirable_ratio_ > 0) {
-    int64_t desirable = 0;
-    for (int64_t i = 0; i < dataset_->size(); ++i) desirable += dataset_->label(i) > 0;
+    const int64_t desirable = dataset_->desirable();
     if (desirable == 0 || desirable == dataset_->size())
       throw UsageError(cat("[data] a desirable ratio of ", desirable_ratio_, " needs desirable and undesirable "
                            "images; the data has ", desirable, " desirable of ", dataset_->size()));

@@ -57,6 +57,7 @@ class ExpertDataset {
   bool paired() const { return paired_; }
   // +1 desirable, -1 undesirable; +1 for every example of an expert folder or of pairs.
   float label(int64_t i) const { return entries_[i].label; }
+  int64_t desirable() const;  // examples labelled +1
   // Names of the sub-folders ignored as hidden or without caption.txt, in sorted order.
   const std::vector<std::string>& ignored_folders() const { return ignored_; }
 
@@ -74,6 +75,8 @@ class ExpertDataset {
   };
   // Adds an entry after checking its images; false when skipped.
   bool add(Entry e, const std::string& where, bool skip_bad, bool report);
+  // A bad example: IoError naming it, or with skip_bad counted (and warned about when `report`).
+  void reject(const std::string& problem, const char* unit, bool skip_bad, bool report);
   std::vector<Entry> entries_;
   bool paired_ = false;
   std::vector<std::string> ignored_;

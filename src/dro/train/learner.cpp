@@ -31,6 +31,12 @@ Learner::Learner(const TrainConfig& cfg, TrainModels& models, const Precision& p
                    .betas({cfg.adam_beta1, cfg.adam_beta2})
                    .weight_decay(cfg.adam_weight_decay)
                    .eps(cfg.adam_epsilon));
+  if (group.size() > 1)
+    mean_over_ranks_ = [this](const torch::Tensor& x) {
+      std::vector<torch::Tensor> v{x.detach().clone()};
+      group_.all_reduce_mean(v);
+      return v[0];
+    };
   if (cfg.use_ema)
     ema_ = std::make_unique<Ema>(params_, cfg.ema_decay, cfg.offload_ema ? torch::Device(torch::kCPU) : device);
 }
@@ -65,12 +71,7 @@ double Learner::accumulate(const BufferSample& sample, int64_t s, PhaseTimes& ti
   ob.text_embeds = sample.c_pooled;
   ob.time_ids = sample.add_time_ids;
   ob.labels = sample.labels;
-  if (group_.size() > 1)
-    ob.mean_over_ranks = [this](const torch::Tensor& x) {
-      std::vector<torch::Tensor> v{x.detach().clone()};
-      group_.all_reduce_mean(v);
-      return v[0];
-    };
+  ob.mean_over_ranks = mean_over_ranks_;
   auto out = objective_->compute(denoiser(models_.unet, &times.trained_forward),
                                  denoiser(models_.reference, &times.reference), ob);
   const double loss = out.loss.item<double>();

@@ -3,6 +3,7 @@
 // AdamW with the LR schedule, the EMA, and the copy of the trained weights into the policy.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -88,6 +89,7 @@ class Learner {
   dist::Group& group_;
   at::Generator gen_;
   std::unique_ptr<Objective> objective_;
+  std::function<torch::Tensor(const torch::Tensor&)> mean_over_ranks_;  // unset on one rank
   std::vector<torch::Tensor> params_;
   std::vector<std::string> names_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;

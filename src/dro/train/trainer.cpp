@@ -140,8 +140,7 @@ struct Trainer::Impl {
         std::cerr << "[data] " << path << ": dropped " << labels.dropped
                   << " row(s) labelled neither exclusive_win nor exclusive_lose\n";
       auto d = data::ExpertDataset::from_labels(labels, path, cfg.skip_bad_images, report);
-      int64_t desirable = 0;
-      for (int64_t i = 0; i < d.size(); ++i) desirable += d.label(i) > 0;
+      const int64_t desirable = d.desirable();
       if (report)
         std::cerr << "[data] " << path << ": " << desirable << " desirable and " << d.size() - desirable
                   << " undesirable image(s)\n";

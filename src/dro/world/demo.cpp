@@ -396,7 +396,6 @@ io::OrderedJson run_demo(const DemoOptions& o) {
       throw UsageError(cat("[demo] --models: unknown model '", n, "' (sft, dpo, kto, dro; base is always in)"));
     if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
   }
-  const bool has_dro = std::find(names.begin(), names.end(), "dro") != names.end();
   const auto sizes = ablation_sizes(o);
   const Settings s = preset(o);
   const fs::path out = o.out;
@@ -433,9 +432,17 @@ io::OrderedJson run_demo(const DemoOptions& o) {
   timings["models_s"] = since(t0);
   for (size_t i = 1; i < models.size(); ++i) models[i].summary = summarise(models[i].scores, &models[0].scores);
   models[0].summary = summarise(models[0].scores);
-  const Evaluated* dro = has_dro ? &models.back() : nullptr;
-  for (const auto& m : models)
-    if (m.name == "dro") dro = &m;
+  auto find_model = [&](const std::string& name) -> const Evaluated* {
+    for (const auto& m : models)
+      if (m.name == name) return &m;
+    return nullptr;
+  };
+  const Evaluated* dro = find_model("dro");
+  // DRO's per-prompt win rate over every other model, once for the report, summary and console.
+  std::vector<std::pair<std::string, eval::WinRate>> dro_wins;
+  if (dro)
+    for (const auto& m : models)
+      if (m.name != "dro") dro_wins.emplace_back(m.name, prompt_win_rate(*dro, m, o.seed));
 
   // (c) The ablation: SFT and DRO on expert sets of K images (the paper's Figure 3).
   io::OrderedJson ablation = io::OrderedJson::array();
@@ -447,19 +454,14 @@ io::OrderedJson run_demo(const DemoOptions& o) {
     std::cerr << "[demo] 3/4 ablation: SFT and DRO on expert sets of";
     for (auto k : sizes) std::cerr << " " << k;
     std::cerr << " images\n";
-    auto trained = [&](const char* name) -> const Evaluated* {
-      for (const auto& m : models)
-        if (m.name == name) return &m;
-      return nullptr;
-    };
     for (size_t i = 0; i < sizes.size(); ++i) {
       const int64_t k = sizes[i];
       io::OrderedJson e;
       e["k"] = k;
       std::vector<Evaluated> pair;
-      if (k == static_cast<int64_t>(ws.expert.count) && trained("sft") && trained("dro")) {
+      if (k == static_cast<int64_t>(ws.expert.count) && find_model("sft") && dro) {
         // The main run's expert set: its SFT and DRO models are this point.
-        pair = {*trained("sft"), *trained("dro")};
+        pair = {*find_model("sft"), *dro};
         e["experts"] = ws.expert.count;
         e["expert_preference"] = ws.expert.mean;
         e["from_main_run"] = true;
@@ -499,9 +501,7 @@ io::OrderedJson run_demo(const DemoOptions& o) {
     if (!m.training.is_null()) j["training"] = m.training;
     res["models"][m.name] = j;
   }
-  if (dro)
-    for (const auto& m : models)
-      if (m.name != "dro") res["models"]["dro"]["win_rates"][m.name] = win_json(prompt_win_rate(*dro, m, o.seed));
+  for (const auto& [name, w] : dro_wins) res["models"]["dro"]["win_rates"][name] = win_json(w);
   io::OrderedJson& st = res["settings"];
   st["seed"] = o.seed;
   st["quick"] = o.quick;
@@ -579,8 +579,7 @@ io::OrderedJson run_demo(const DemoOptions& o) {
   if (dro) {
     md << "Win rates of DRO per prompt (mean hidden preference over the same seeds, ties 1/2; 95% bootstrap "
           "interval; wins-losses-ties; sign test):\n\n| DRO over | win rate |\n|---|---|\n";
-    for (const auto& m : models)
-      if (m.name != "dro") md << "| " << m.name << " | " << win_text(prompt_win_rate(*dro, m, o.seed)) << " |\n";
+    for (const auto& [name, w] : dro_wins) md << "| " << name << " | " << win_text(w) << " |\n";
     md << "\n";
   }
   std::string trained;
@@ -624,9 +623,7 @@ io::OrderedJson run_demo(const DemoOptions& o) {
   for (const auto& m : models)
     std::cerr << "  " << std::left << std::setw(5) << m.name << std::right << " " << interval_text(m.summary.preference)
               << "   " << interval_text(m.summary.fidelity) << "   " << interval_text(m.summary.diversity) << "\n";
-  if (dro)
-    for (const auto& m : models)
-      if (m.name != "dro") std::cerr << "  DRO win rate vs " << m.name << ": " << win_text(prompt_win_rate(*dro, m, o.seed)) << "\n";
+  for (const auto& [name, w] : dro_wins) std::cerr << "  DRO win rate vs " << name << ": " << win_text(w) << "\n";
   for (const auto& e : ablation)
     std::cerr << "  ablation K = " << e["k"] << ": SFT " << e["sft"]["preference"]["mean"].get<double>() << ", DRO "
               << e["dro"]["preference"]["mean"].get<double>() << "\n";
