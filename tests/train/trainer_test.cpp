@@ -280,6 +280,36 @@ TEST(Trainer, StaleSaveTemporariesAreRemovedAtStart) {
   EXPECT_TRUE(fs::exists(tmp / "run/state/training_state.json"));
 }
 
+// A kill after the state swap and before ckpt-N is written leaves the state at N and no ckpt-N;
+// the resume writes it from the restored weights, equal to the one an uninterrupted run writes.
+TEST(Trainer, ResumeWritesTheCheckpointAKillLeftMissing) {
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  write_experts(tmp / "data", 4);
+  auto c = tiny_config("tiny-sd15", tmp / "data", tmp / "run");
+  c.checkpointing_steps = 2;
+  {
+    Trainer t(c);
+    t.run();
+  }
+  for (int n : {2, 4}) ASSERT_TRUE(fs::exists(tmp / cat("run/ckpt-", n, "/unet/config.json")));
+  fs::rename(tmp / "run/ckpt-4", tmp / "ckpt-4.done");
+  c.resume = true;
+  {
+    Trainer t(c);
+    t.run();
+    EXPECT_EQ(t.step(), 4);
+  }
+  test::expect_same_tensors(tmp / "ckpt-4.done/unet/diffusion_pytorch_model.safetensors",
+                            tmp / "run/ckpt-4/unet/diffusion_pytorch_model.safetensors");
+  EXPECT_TRUE(fs::exists(tmp / "run/ckpt-4/unet/config.json"));
+  // A checkpoint that is there is left alone.
+  const auto written = fs::last_write_time(tmp / "run/ckpt-4/unet/diffusion_pytorch_model.safetensors");
+  Trainer again(c);
+  again.run();
+  EXPECT_EQ(fs::last_write_time(tmp / "run/ckpt-4/unet/diffusion_pytorch_model.safetensors"), written);
+}
+
 TEST(Trainer, BadExpertFoldersAreNamed) {
   DRO_REQUIRE_FIXTURES();
   test::TempDir tmp;

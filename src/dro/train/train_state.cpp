@@ -185,8 +185,23 @@ void save_state(StateParts& p, int64_t step, const FillerState& filler, bool che
   fs::rename(tmp, final_dir);
   io::sync_directory(logdir);  // the swap survives a power loss
   fs::remove_all(old, ec);
-  if (checkpoint) write_unet_folder(p, logdir / cat("ckpt-", step) / "unet", /*use_ema=*/true);
+  if (checkpoint) write_unet_folder(p, checkpoint_dir(cfg, step) / "unet", /*use_ema=*/true);
   group.barrier();
+}
+
+fs::path checkpoint_dir(const TrainConfig& cfg, int64_t step) { return fs::path(cfg.logdir) / cat("ckpt-", step); }
+
+bool complete_checkpoint(StateParts& p, int64_t step) {
+  bool written = false;
+  if (p.group.is_main()) {
+    const fs::path dir = checkpoint_dir(p.cfg, step) / "unet";
+    if (!fs::exists(dir / "diffusion_pytorch_model.safetensors") || !fs::exists(dir / "config.json")) {
+      write_unet_folder(p, dir, /*use_ema=*/true);
+      written = true;
+    }
+  }
+  p.group.barrier();
+  return written;
 }
 
 void remove_stale_temporaries(const fs::path& logdir) {

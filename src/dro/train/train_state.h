@@ -46,6 +46,14 @@ struct RestoredState {
 // Every rank calls it; rank 0 reads LOGDIR/state (or state.old after a crash between renames).
 RestoredState load_state(StateParts& parts);
 
+// LOGDIR/ckpt-N.
+std::filesystem::path checkpoint_dir(const TrainConfig& cfg, int64_t step);
+
+// Every rank calls it after a resume: rank 0 writes ckpt-`step` from the restored weights (EMA
+// where kept) when a kill between the state swap and the checkpoint left it missing. Returns
+// whether it wrote one.
+bool complete_checkpoint(StateParts& parts, int64_t step);
+
 // Removes state.tmp.* and ckpt-N/unet.tmp.* that a crashed save left in `logdir`.
 void remove_stale_temporaries(const std::filesystem::path& logdir);
 

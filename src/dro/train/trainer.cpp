@@ -281,6 +281,14 @@ struct Trainer::Impl {
       remove_stale_temporaries(cfg.logdir);
       metrics = std::make_unique<Metrics>(cfg, step);
     }
+    // A kill after the state swap and before ckpt-N was written: the state is the checkpoint's.
+    if (cfg.resume && opts.write_outputs && step > 0 &&
+        (step % cfg.checkpointing_steps == 0 || step == cfg.num_steps)) {
+      auto p = parts();
+      if (complete_checkpoint(p, step) && main)
+        std::cerr << "[train] wrote " << checkpoint_dir(cfg, step).string()
+                  << " that an interrupted save left missing\n";
+    }
     if (main) print_header();
     Progress progress("train", cfg.num_steps, cfg.quiet, step);
     const auto t0 = Clock::now();
