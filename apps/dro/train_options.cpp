@@ -89,6 +89,20 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   cmd->add_option("--desirable-ratio", c.desirable_ratio,
                   "kto: draw desirable images with this probability, in (0, 1) (0: as often as the data holds "
                   "them)")->capture_default_str();
+  cmd->add_option("--lora-rank", c.lora_rank,
+                  "train LoRA adapters of this rank instead of the whole UNet (any objective): the UNet stays "
+                  "frozen, the reference is that UNet with the adapters off, checkpoints are ckpt-N/"
+                  "pytorch_lora_weights.safetensors (diffusers) and ckpt-N/lora_kohya.safetensors (webui); "
+                  "0: full fine-tuning")
+      ->capture_default_str();
+  cmd->add_option("--lora-alpha", c.lora_alpha, "LoRA alpha; the update is scaled by alpha / rank (0: the rank)")
+      ->capture_default_str();
+  cmd->add_option("--lora-dropout", c.lora_dropout, "dropout on the adapters' input while training, in [0, 1)")
+      ->capture_default_str();
+  cmd->add_option("--lora-targets", c.lora_targets,
+                  "comma-separated module patterns that take adapters; a pattern matches a whole module name or "
+                  "a dotted tail of it, '*' also across dots, e.g. to_q,to_k,to_v,to_out.0,ff.net.*,proj_in,"
+                  "proj_out,conv1,conv2 (empty: to_q,to_k,to_v,to_out.0)");
   cmd->add_option("--mixed-precision", c.mixed_precision,
                   "auto | no | bf16. no: everything fp32. bf16: the trained UNet, its gradients, AdamW and "
                   "EMA in fp32, every UNet forward (learner and buffer sampling) under bf16 autocast, the "

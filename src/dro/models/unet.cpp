@@ -38,7 +38,7 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
                          "' is not supported (silu, swish, gelu, mish)"));
 
   conv_in = register_module(
-      "conv_in", torch::nn::Conv2d(torch::nn::Conv2dOptions(c.in_channels, c0, c.conv_in_kernel)
+      "conv_in", nn::Conv2d(torch::nn::Conv2dOptions(c.in_channels, c0, c.conv_in_kernel)
                                        .padding((c.conv_in_kernel - 1) / 2)));
   time_proj = register_module(
       "time_proj", nn::Timesteps(c0, c.flip_sin_to_cos, static_cast<double>(c.freq_shift)));
@@ -123,7 +123,7 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& config) : c
       "conv_norm_out",
       torch::nn::GroupNorm(torch::nn::GroupNormOptions(c.norm_num_groups, c0).eps(c.norm_eps)));
   conv_out = register_module(
-      "conv_out", torch::nn::Conv2d(torch::nn::Conv2dOptions(c0, c.out_channels, c.conv_out_kernel)
+      "conv_out", nn::Conv2d(torch::nn::Conv2dOptions(c0, c.out_channels, c.conv_out_kernel)
                                         .padding((c.conv_out_kernel - 1) / 2)));
 }
 

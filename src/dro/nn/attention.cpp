@@ -112,13 +112,13 @@ AttentionImpl::AttentionImpl(const AttentionOptions& o) : options(o) {
         torch::nn::GroupNorm(torch::nn::GroupNormOptions(options.norm_num_groups, options.query_dim)
                                  .eps(options.eps)));
   to_q = register_module(
-      "to_q", torch::nn::Linear(LinearOptions(options.query_dim, inner).bias(options.bias)));
+      "to_q", Linear(LinearOptions(options.query_dim, inner).bias(options.bias)));
   to_k =
-      register_module("to_k", torch::nn::Linear(LinearOptions(ctx_dim, inner).bias(options.bias)));
+      register_module("to_k", Linear(LinearOptions(ctx_dim, inner).bias(options.bias)));
   to_v =
-      register_module("to_v", torch::nn::Linear(LinearOptions(ctx_dim, inner).bias(options.bias)));
+      register_module("to_v", Linear(LinearOptions(ctx_dim, inner).bias(options.bias)));
   // diffusers keeps [Linear, Dropout] in a ModuleList, hence the key "to_out.0".
-  to_out = torch::nn::Linear(LinearOptions(inner, options.query_dim).bias(options.out_bias));
+  to_out = Linear(LinearOptions(inner, options.query_dim).bias(options.out_bias));
   torch::nn::ModuleList out_list;
   out_list->push_back(to_out);
   out_list->push_back(torch::nn::Dropout(options.dropout));

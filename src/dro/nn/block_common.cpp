@@ -40,8 +40,12 @@ torch::Tensor run_resnet(ResnetBlock2D& resnet, const torch::Tensor& x, const to
                          bool checkpointing) {
   if (!should_checkpoint(checkpointing)) return resnet->forward(x, temb);
   auto r = resnet.ptr();
-  return checkpoint([r](const std::vector<torch::Tensor>& in) { return r->forward(in[0], in[1]); },
-                    {x, temb}, r->parameters());
+  return checkpoint(
+      [r, slot = current_lora_slot()](const std::vector<torch::Tensor>& in) {
+        LoraScope scope(slot);  // the recomputation may run on autograd's device thread
+        return r->forward(in[0], in[1]);
+      },
+      {x, temb}, parameters_with_lora(*r));
 }
 
 }  // namespace dro::nn

@@ -5,7 +5,7 @@ namespace dro::nn {
 Downsample2DImpl::Downsample2DImpl(int64_t channels, int64_t out_channels, int64_t padding)
     : padding(padding) {
   conv = register_module(
-      "conv", torch::nn::Conv2d(
+      "conv", Conv2d(
                   torch::nn::Conv2dOptions(channels, out_channels, 3).stride(2).padding(padding)));
 }
 

@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "dro/nn/lora.h"
+
 namespace dro::nn {
 
 struct Downsample2DImpl : torch::nn::Module {
@@ -13,7 +15,7 @@ struct Downsample2DImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
   int64_t padding;
-  torch::nn::Conv2d conv{nullptr};  // [out, C, 3, 3]; the key is "conv" (diffusers' name "op")
+  Conv2d conv{nullptr};  // [out, C, 3, 3]; the key is "conv" (diffusers' name "op")
 };
 TORCH_MODULE(Downsample2D);
 

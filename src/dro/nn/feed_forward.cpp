@@ -3,7 +3,7 @@
 namespace dro::nn {
 
 GEGLUImpl::GEGLUImpl(int64_t dim_in, int64_t dim_out) {
-  proj = register_module("proj", torch::nn::Linear(dim_in, 2 * dim_out));
+  proj = register_module("proj", Linear(dim_in, 2 * dim_out));
 }
 
 torch::Tensor GEGLUImpl::forward(const torch::Tensor& x) {
@@ -14,7 +14,7 @@ torch::Tensor GEGLUImpl::forward(const torch::Tensor& x) {
 FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t mult, double dropout) : dropout(dropout) {
   const int64_t inner = dim * mult;
   act = GEGLU(dim, inner);
-  out = torch::nn::Linear(inner, dim);
+  out = Linear(inner, dim);
   // diffusers' ModuleList [GEGLU, Dropout, Linear] fixes the keys net.0.proj and net.2.
   torch::nn::ModuleList net;
   net->push_back(act);

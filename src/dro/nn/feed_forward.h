@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "dro/nn/lora.h"
+
 namespace dro::nn {
 
 // diffusers `GEGLU`: proj, then the first half times GELU (exact, erf) of the second half.
@@ -13,7 +15,7 @@ struct GEGLUImpl : torch::nn::Module {
   // x: [..., dim_in] -> [..., dim_out]
   torch::Tensor forward(const torch::Tensor& x);
 
-  torch::nn::Linear proj{nullptr};  // [2*dim_out, dim_in]
+  Linear proj{nullptr};  // [2*dim_out, dim_in]
 };
 TORCH_MODULE(GEGLU);
 
@@ -25,7 +27,7 @@ struct FeedForwardImpl : torch::nn::Module {
 
   double dropout;
   GEGLU act{nullptr};              // "net.0"
-  torch::nn::Linear out{nullptr};  // "net.2": [dim, inner]
+  Linear out{nullptr};  // "net.2": [dim, inner]
 };
 TORCH_MODULE(FeedForward);
 

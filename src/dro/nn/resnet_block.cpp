@@ -15,14 +15,14 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(const ResnetBlock2DOptions& o) : options(o)
   using torch::nn::GroupNormOptions;
   norm1 = register_module(
       "norm1", torch::nn::GroupNorm(GroupNormOptions(options.groups, in).eps(options.eps)));
-  conv1 = register_module("conv1", torch::nn::Conv2d(Conv2dOptions(in, out, 3).padding(1)));
+  conv1 = register_module("conv1", Conv2d(Conv2dOptions(in, out, 3).padding(1)));
   if (options.temb_channels > 0)
-    time_emb_proj = register_module("time_emb_proj", torch::nn::Linear(options.temb_channels, out));
+    time_emb_proj = register_module("time_emb_proj", Linear(options.temb_channels, out));
   norm2 = register_module(
       "norm2", torch::nn::GroupNorm(GroupNormOptions(options.groups, out).eps(options.eps)));
-  conv2 = register_module("conv2", torch::nn::Conv2d(Conv2dOptions(out, out, 3).padding(1)));
+  conv2 = register_module("conv2", Conv2d(Conv2dOptions(out, out, 3).padding(1)));
   if (in != out)
-    conv_shortcut = register_module("conv_shortcut", torch::nn::Conv2d(Conv2dOptions(in, out, 1)));
+    conv_shortcut = register_module("conv_shortcut", Conv2d(Conv2dOptions(in, out, 1)));
 }
 
 torch::Tensor ResnetBlock2DImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {

@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "dro/nn/lora.h"
+
 namespace dro::nn {
 
 struct ResnetBlock2DOptions {
@@ -24,11 +26,11 @@ struct ResnetBlock2DImpl : torch::nn::Module {
 
   ResnetBlock2DOptions options;
   torch::nn::GroupNorm norm1{nullptr};       // [in]
-  torch::nn::Conv2d conv1{nullptr};          // [out, in, 3, 3]
-  torch::nn::Linear time_emb_proj{nullptr};  // [out, temb_channels], absent without temb
+  Conv2d conv1{nullptr};          // [out, in, 3, 3]
+  Linear time_emb_proj{nullptr};  // [out, temb_channels], absent without temb
   torch::nn::GroupNorm norm2{nullptr};       // [out]
-  torch::nn::Conv2d conv2{nullptr};          // [out, out, 3, 3]
-  torch::nn::Conv2d conv_shortcut{nullptr};  // [out, in, 1, 1], only when in != out
+  Conv2d conv2{nullptr};          // [out, out, 3, 3]
+  Conv2d conv_shortcut{nullptr};  // [out, in, 1, 1], only when in != out
 };
 TORCH_MODULE(ResnetBlock2D);
 

@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include "dro/nn/lora.h"
+
 namespace dro::nn {
 
 // Sinusoidal embedding of `timesteps` [N] (integer or fractional, any dtype): [N, dim] float32.
@@ -33,8 +35,8 @@ struct TimestepEmbeddingImpl : torch::nn::Module {
   // sample: [B, in_channels] -> [B, time_embed_dim]
   torch::Tensor forward(const torch::Tensor& sample);
 
-  torch::nn::Linear linear_1{nullptr};  // weight [D, in_channels]
-  torch::nn::Linear linear_2{nullptr};  // weight [D, D]
+  Linear linear_1{nullptr};  // weight [D, in_channels]
+  Linear linear_2{nullptr};  // weight [D, D]
 };
 TORCH_MODULE(TimestepEmbedding);
 

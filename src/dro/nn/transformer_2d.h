@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include "dro/nn/lora.h"
+
 #include "dro/nn/transformer_block.h"
 
 namespace dro::nn {
@@ -35,8 +37,8 @@ struct Transformer2DModelImpl : torch::nn::Module {
   torch::nn::GroupNorm norm{nullptr};  // [C]
   // "proj_in" / "proj_out": 1x1 convs [inner, C, 1, 1] / [C, inner, 1, 1], or with
   // use_linear_projection linears [inner, C] / [C, inner]. One pair is set, the other is null.
-  torch::nn::Conv2d proj_in_conv{nullptr}, proj_out_conv{nullptr};
-  torch::nn::Linear proj_in_linear{nullptr}, proj_out_linear{nullptr};
+  Conv2d proj_in_conv{nullptr}, proj_out_conv{nullptr};
+  Linear proj_in_linear{nullptr}, proj_out_linear{nullptr};
   torch::nn::ModuleList transformer_blocks;  // of BasicTransformerBlock
 
  private:

@@ -6,7 +6,7 @@ namespace dro::nn {
 
 Upsample2DImpl::Upsample2DImpl(int64_t channels, int64_t out_channels) {
   conv = register_module(
-      "conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, out_channels, 3).padding(1)));
+      "conv", Conv2d(torch::nn::Conv2dOptions(channels, out_channels, 3).padding(1)));
 }
 
 torch::Tensor Upsample2DImpl::forward(const torch::Tensor& x,

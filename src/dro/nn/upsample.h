@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "dro/nn/lora.h"
+
 namespace dro::nn {
 
 struct Upsample2DImpl : torch::nn::Module {
@@ -13,7 +15,7 @@ struct Upsample2DImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x,
                         c10::optional<std::vector<int64_t>> size = c10::nullopt);
 
-  torch::nn::Conv2d conv{nullptr};  // [out, C, 3, 3]
+  Conv2d conv{nullptr};  // [out, C, 3, 3]
 };
 TORCH_MODULE(Upsample2D);
 

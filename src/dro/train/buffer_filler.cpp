@@ -114,6 +114,7 @@ TrajectoryBatch BufferFiller::produce_one() {
   {
     // The policy's forwards under the learner's autocast (a thread-local setting).
     compat::AutocastGuard ac(device_, precision_.autocast, compat::AutocastOn::kCudaAndCpu);
+    nn::LoraScope lora(models_.policy_slot());  // this thread's adapters: the policy's
     pipeline::denoise(models_.policy(), *scheduler, xT * scheduler->init_noise_sigma(), cond, d);
   }
   inference.reset();  // functional ops on inference tensors give ordinary ones from here on

@@ -15,9 +15,15 @@ Learner::Learner(const TrainConfig& cfg, TrainModels& models, const Precision& p
                  dist::Group& group, at::Generator gen)
     : cfg_(cfg), models_(models), precision_(precision), device_(device), group_(group), gen_(std::move(gen)) {
   objective_ = make_objective(cfg);
-  for (const auto& p : models.unet->named_parameters(true)) {
-    params_.push_back(p.value());
-    names_.push_back(p.key());
+  if (models.lora) {
+    params_ = models.lora->parameters();
+    names_ = models.lora->names();
+    if (cfg.lora_dropout > 0) models.lora->set_dropout_generator(std::make_shared<at::Generator>(gen_));
+  } else {
+    for (const auto& p : models.unet->named_parameters(true)) {
+      params_.push_back(p.value());
+      names_.push_back(p.key());
+    }
   }
   double base_lr = cfg.learning_rate;
   if (cfg.scale_lr) base_lr *= cfg.gradient_accumulation_steps * cfg.batch_size * group.size();
@@ -41,11 +47,12 @@ Learner::Learner(const TrainConfig& cfg, TrainModels& models, const Precision& p
     ema_ = std::make_unique<Ema>(params_, cfg.ema_decay, cfg.offload_ema ? torch::Device(torch::kCPU) : device);
 }
 
-Denoiser Learner::denoiser(models::UNet2DConditionModel& m, double* timer) const {
+Denoiser Learner::denoiser(models::UNet2DConditionModel& m, nn::LoraSlot slot, double* timer) const {
   const bool sync = profile_ && device_.is_cuda();
-  return [this, &m, timer, sync](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& c,
-                                 const torch::Tensor& te, const torch::Tensor& ids) {
+  return [this, &m, slot, timer, sync](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& c,
+                                       const torch::Tensor& te, const torch::Tensor& ids) {
     auto t0 = Clock::now();
+    nn::LoraScope lora(slot);
     compat::AutocastGuard ac(device_, precision_.autocast, compat::AutocastOn::kCudaAndCpu);
     auto out = m->forward(x, t, c, te, ids);
     if (sync) compat::synchronize(device_);
@@ -72,8 +79,8 @@ double Learner::accumulate(const BufferSample& sample, int64_t s, PhaseTimes& ti
   ob.time_ids = sample.add_time_ids;
   ob.labels = sample.labels;
   ob.mean_over_ranks = mean_over_ranks_;
-  auto out = objective_->compute(denoiser(models_.unet, &times.trained_forward),
-                                 denoiser(models_.reference, &times.reference), ob);
+  auto out = objective_->compute(denoiser(models_.unet, nn::LoraSlot::kTrained, &times.trained_forward),
+                                 denoiser(models_.reference_model(), models_.reference_slot(), &times.reference), ob);
   const double loss = out.loss.item<double>();
   if (!std::isfinite(loss))
     throw Error(cat("[train] the loss became ", loss, " at micro-step ", s,
@@ -185,6 +192,7 @@ void Learner::set_accumulation_state(const std::map<std::string, torch::Tensor>&
 }
 
 void Learner::refresh_policy() {
+  if (models_.lora) return models_.lora->copy_to_policy();
   torch::NoGradGuard no_grad;
   auto dst = models_.policy_copy->parameters(true);
   for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(params_[i]);

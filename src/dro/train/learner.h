@@ -56,7 +56,7 @@ class Learner {
   // AdamW at the scheduled rate, EMA. Stops before the update when the gradient norm is not
   // finite. Returns the step's record (its means reduced over the ranks when `log`).
   StepRecord optimise(int64_t micro_step, bool log, PhaseTimes& times);
-  // Copies the trained weights into the separate policy copy.
+  // Copies the trained weights (or adapters) into the separate policy copy.
   void refresh_policy();
   // Replaces every rank's accumulated gradients by their mean over the ranks.
   void average_gradients();
@@ -80,7 +80,7 @@ class Learner {
   double running_loss() const;
 
  private:
-  Denoiser denoiser(models::UNet2DConditionModel& m, double* timer) const;
+  Denoiser denoiser(models::UNet2DConditionModel& m, nn::LoraSlot slot, double* timer) const;
 
   const TrainConfig& cfg_;
   TrainModels& models_;

@@ -39,12 +39,17 @@ MemoryEstimate estimate_memory(const Precision& p, const ModelSizes& s) {
   auto bytes = [](torch::Dtype d) { return static_cast<double>(c10::elementSize(d)); };
   MemoryEstimate m;
   const double u = static_cast<double>(s.unet);
-  m.trained = u * bytes(p.trained);
-  m.gradients = u * bytes(p.trained);
-  m.optimizer = 2 * u * bytes(p.trained);  // exp_avg + exp_avg_sq
-  const double ema = s.ema ? u * bytes(p.trained) : 0;
+  m.lora = s.lora > 0;
+  const double t = m.lora ? static_cast<double>(s.lora) : u;  // what is trained
+  m.trained = t * bytes(p.trained);
+  m.gradients = t * bytes(p.trained);
+  m.optimizer = 2 * t * bytes(p.trained);  // exp_avg + exp_avg_sq
+  const double ema = s.ema ? t * bytes(p.trained) : 0;
   (s.ema_on_cpu ? m.host_total : m.ema) = ema;
-  m.frozen_unets = ((s.reference ? 1 : 0) + (s.separate_policy ? 1 : 0)) * u * bytes(p.frozen);
+  if (m.lora)  // the frozen base, an own reference if named, and the policy's adapter copy
+    m.frozen_unets = (1 + (s.reference ? 1 : 0)) * u * bytes(p.frozen) + (s.separate_policy ? t * bytes(p.trained) : 0);
+  else
+    m.frozen_unets = ((s.reference ? 1 : 0) + (s.separate_policy ? 1 : 0)) * u * bytes(p.frozen);
   m.encoders = static_cast<double>(s.vae + s.text_encoders) * bytes(p.frozen);
   return m;
 }
@@ -55,9 +60,9 @@ std::string describe_memory(const MemoryEstimate& m) {
     std::snprintf(buf, sizeof buf, "%.2f GB", b / 1e9);
     return std::string(buf);
   };
-  std::string s = "UNet " + gb(m.trained) + " + grads " + gb(m.gradients) + " + AdamW " + gb(m.optimizer);
+  std::string s = (m.lora ? "LoRA " : "UNet ") + gb(m.trained) + " + grads " + gb(m.gradients) + " + AdamW " + gb(m.optimizer);
   if (m.ema > 0) s += " + EMA " + gb(m.ema);
-  if (m.frozen_unets > 0) s += " + frozen UNets " + gb(m.frozen_unets);
+  if (m.frozen_unets > 0) s += (m.lora ? " + frozen UNet " : " + frozen UNets ") + gb(m.frozen_unets);
   s += " + VAE/text " + gb(m.encoders) + " = " + gb(m.device_total()) + " on the device";
   if (m.host_total > 0) s += ", EMA " + gb(m.host_total) + " on the host";
   return s + " (activations not included)";

@@ -39,6 +39,7 @@ struct ModelSizes {
   bool separate_policy = false;  // a third UNet copy: the lagged policy
   bool ema = true;
   bool ema_on_cpu = true;
+  int64_t lora = 0;  // > 0: trained LoRA parameters on a frozen UNet (held in `frozen`)
 };
 
 // Bytes of weights, gradients, AdamW moments and EMA under `p`: device and host (CPU EMA).
@@ -46,6 +47,7 @@ struct MemoryEstimate {
   double trained = 0, gradients = 0, optimizer = 0, ema = 0, frozen_unets = 0, encoders = 0;
   double device_total() const;
   double host_total = 0;  // the EMA when it is offloaded
+  bool lora = false;      // trained/gradients/optimizer/ema are the adapters'; frozen_unets includes the base
 };
 MemoryEstimate estimate_memory(const Precision& p, const ModelSizes& sizes);
 // "weights 3.4 GB + grads 3.4 GB + AdamW 6.9 GB + ... = 17.8 GB on the device, EMA 3.4 GB on the host"

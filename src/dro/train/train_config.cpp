@@ -93,6 +93,10 @@ void for_each_field(TrainConfig& c, F&& f) {
   f("lambda_desirable", c.lambda_desirable, at_least(0));
   f("lambda_undesirable", c.lambda_undesirable, at_least(0));
   f("desirable_ratio", c.desirable_ratio, half_open(0, 1));
+  f("lora_rank", c.lora_rank, at_least(0));
+  f("lora_alpha", c.lora_alpha, at_least(0));
+  f("lora_dropout", c.lora_dropout, half_open(0, 1));
+  f("lora_targets", c.lora_targets);
   f("mixed_precision", c.mixed_precision);
   f("pure_bf16", c.pure_bf16);
   f("save_dtype", c.save_dtype);
@@ -342,6 +346,11 @@ void TrainConfig::validate() const {
                          " manifest (JSONL or CSV) as --train-dataset, not a folder: ", train_dataset));
   if (desirable_ratio > 0 && objective != "kto")
     throw UsageError(cat("[train] --desirable-ratio applies to --objective kto only (got ", objective, ")"));
+  if (lora_rank == 0 && (lora_alpha > 0 || lora_dropout > 0 || !lora_targets.empty()))
+    throw UsageError("[train] --lora-alpha, --lora-dropout and --lora-targets need --lora-rank");
+  if (lora_dropout > 0 && gradient_checkpointing)
+    throw UsageError("[train] --lora-dropout with --gradient-checkpointing: the recomputation would draw other "
+                     "dropout masks; use one of the two");
 }
 
 }  // namespace dro::train

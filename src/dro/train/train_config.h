@@ -47,6 +47,11 @@ struct TrainConfig {
   double beta_kto = 1000;
   double lambda_desirable = 1, lambda_undesirable = 1;
   double desirable_ratio = 0;  // kto: share of desirable images drawn, in (0, 1); 0: as in the data
+  // LoRA: adapters of this rank on the layers lora_targets names, the UNet frozen (0: full fine-tuning).
+  int64_t lora_rank = 0;
+  double lora_alpha = 0;     // 0: the rank (scale alpha / rank = 1)
+  double lora_dropout = 0;
+  std::string lora_targets;  // comma-separated module patterns; empty: to_q,to_k,to_v,to_out.0
   std::string mixed_precision = "auto";  // auto | no | fp16 | bf16 (auto: bf16 on CUDA, no on CPU)
   bool pure_bf16 = false;                // official behaviour: bf16 weights, optimiser and EMA
   std::string save_dtype = "fp32";       // ckpt-N/unet weights: fp32 | bf16 (the official bf16 runs) | fp16
@@ -97,6 +102,7 @@ struct TrainConfig {
   void validate() const;
 
   int64_t optimisation_steps() const { return num_steps / gradient_accumulation_steps; }
+  bool lora() const { return lora_rank > 0; }
 };
 
 // One warning line naming the unused official options `keys` read from `where` and why dro does not

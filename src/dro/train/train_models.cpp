@@ -1,12 +1,29 @@
 #include "dro/train/train_models.h"
 
 #include "dro/core/error.h"
+#include "dro/core/rng.h"
 #include "dro/train/train_config.h"
 
 namespace dro::train {
 namespace fs = std::filesystem;
 
 namespace {
+
+// "a, b,c" -> {"a", "b", "c"}
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    std::string item = s.substr(start, end - start);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+    start = end + 1;
+  }
+  return out;
+}
 
 int64_t count_parameters(const torch::nn::Module& m) {
   int64_t n = 0;
@@ -44,16 +61,25 @@ TrainModels TrainModels::load(const TrainConfig& cfg, const Precision& precision
   if (m.vae) m.vae->eval();
   const fs::path unet_dir = cfg.unet.empty() ? m.folder.component("unet").dir : fs::path(cfg.unet);
   const std::string unet_variant = cfg.unet.empty() ? cfg.variant : "";
-  if (reference) {
+  if (reference && (!cfg.lora() || !cfg.reference_unet.empty())) {  // LoRA: the base with adapters off
     const bool own_ref = !cfg.reference_unet.empty();
     m.reference = load_frozen_unet(own_ref ? fs::path(cfg.reference_unet) : unet_dir, frozen,
                                    own_ref ? "" : unet_variant);
   } else if (!cfg.reference_unet.empty()) {
     throw UsageError(cat("[train] --reference-unet: the '", cfg.objective, "' objective uses no reference model"));
   }
-  m.unet = models::load_unet(unet_dir, trained, unet_variant);
+  m.unet = models::load_unet(unet_dir, cfg.lora() ? frozen : trained, unet_variant);
   m.unet->train();
   m.unet->set_gradient_checkpointing(cfg.gradient_checkpointing);
+  if (cfg.lora()) {
+    for (auto& p : m.unet->parameters()) p.set_requires_grad(false);
+    models::LoraOptions lo;
+    lo.rank = cfg.lora_rank;
+    lo.alpha = cfg.lora_alpha;
+    lo.dropout = cfg.lora_dropout;
+    lo.targets = split_list(cfg.lora_targets);
+    m.lora = std::make_shared<models::UnetLora>(*m.unet, lo, precision.trained, device, derive_seed(cfg.seed, "lora"));
+  }
   if (m.reference && m.reference->config().raw != m.unet->config().raw) {
     // Same architecture is required: the objective compares the two predictions element-wise.
     const auto& a = m.reference->config();
@@ -67,7 +93,8 @@ TrainModels TrainModels::load(const TrainConfig& cfg, const Precision& precision
   // after every optimiser step, so it always equals the trained weights: sample with those (no
   // third copy in memory, identical results in fp32).
   const bool shared = !policy_samples || cfg.gradient_accumulation_steps % cfg.buffer_update_steps == 0;
-  if (!shared) m.policy_copy = load_frozen_unet(unet_dir, frozen, unet_variant);
+  if (!shared && m.lora) m.lora->add_policy_slot();
+  if (!shared && !m.lora) m.policy_copy = load_frozen_unet(unet_dir, frozen, unet_variant);
   m.scheduler_config = sched::SchedulerConfig::load(m.folder.component("scheduler").dir);
   // The DRO targets are noise predictions (the stored eps_pred and the expert noise).
   if (m.scheduler_config.prediction_type != "epsilon")
@@ -91,10 +118,11 @@ TrainModels TrainModels::load(const TrainConfig& cfg, const Precision& precision
 ModelSizes TrainModels::sizes() const {
   ModelSizes s;
   s.unet = count_parameters(*unet);
+  s.lora = lora ? lora->parameter_count() : 0;
   s.vae = vae ? count_parameters(*vae) : 0;
   s.text_encoders = prompts->parameter_count();
   s.reference = static_cast<bool>(reference);
-  s.separate_policy = static_cast<bool>(policy_copy);
+  s.separate_policy = static_cast<bool>(policy_copy) || (lora && lora->has_policy_slot());
   return s;
 }
 

@@ -9,7 +9,10 @@
 #include <torch/torch.h>
 
 #include "dro/io/model_folder.h"
+#include <memory>
+
 #include "dro/models/autoencoder_kl.h"
+#include "dro/models/lora.h"
 #include "dro/models/unet.h"
 #include "dro/pipeline/prompt_encoder.h"
 #include "dro/sched/noise_schedule.h"
@@ -26,7 +29,10 @@ struct TrainModels {
   models::AutoencoderKL vae{nullptr};  // null: a pixel-space model (latents are the images)
   models::UNet2DConditionModel unet{nullptr};         // trained, in precision.trained
   models::UNet2DConditionModel reference{nullptr};    // frozen; objectives with a reference only
-  models::UNet2DConditionModel policy_copy{nullptr};  // frozen lagged policy; null when shared
+  models::UNet2DConditionModel policy_copy{nullptr};  // frozen lagged policy; null when shared or LoRA
+  // LoRA: the trained adapters on `unet`, which is then frozen; the reference is `unet` with the
+  // adapters off (unless --reference-unet names another) and the lagged policy a second adapter set.
+  std::shared_ptr<models::UnetLora> lora;
   sched::SchedulerConfig scheduler_config;
   sched::NoiseSchedule noise;
   int64_t latent_channels = 4, latent_size = 64;
@@ -38,8 +44,13 @@ struct TrainModels {
                           bool reference, bool policy_samples);
 
   // The UNet that samples the buffer: the trained one when the policy equals it at every refill.
-  bool policy_shared() const { return !policy_copy; }
+  bool policy_shared() const { return !policy_copy && !(lora && lora->has_policy_slot()); }
   models::UNet2DConditionModel& policy() { return policy_copy ? policy_copy : unet; }
+  // The adapters the policy's forwards apply.
+  nn::LoraSlot policy_slot() const { return lora && lora->has_policy_slot() ? nn::LoraSlot::kPolicy : nn::LoraSlot::kTrained; }
+  // The frozen reference and the adapters its forwards apply.
+  models::UNet2DConditionModel& reference_model() { return reference ? reference : unet; }
+  nn::LoraSlot reference_slot() const { return reference ? nn::LoraSlot::kTrained : nn::LoraSlot::kOff; }
   bool sdxl() const { return prompts->sdxl(); }
   ModelSizes sizes() const;
 };

@@ -31,8 +31,38 @@ io::NamedTensors unet_tensors(StateParts& p, bool use_ema) {
   const auto& names = p.learner.param_names();
   Ema* ema = p.learner.ema();
   for (size_t i = 0; i < params.size(); ++i) t.emplace_back(names[i], use_ema && ema ? ema->shadow()[i] : params[i]);
-  for (const auto& b : p.models.unet->named_buffers(true)) t.emplace_back(b.key(), b.value());
+  if (!p.models.lora)
+    for (const auto& b : p.models.unet->named_buffers(true)) t.emplace_back(b.key(), b.value());
   return t;
+}
+
+torch::Dtype save_dtype(const TrainConfig& cfg) {
+  const std::string& sd = cfg.save_dtype;
+  return sd == "bf16" ? torch::kBFloat16 : sd == "fp16" ? torch::kFloat16 : torch::kFloat32;
+}
+
+// The policy's separate weights (a UNet copy, or LoRA's second adapter set) by name.
+io::NamedTensors policy_tensors(StateParts& p) {
+  io::NamedTensors pol;
+  if (p.models.lora && p.models.lora->has_policy_slot()) {
+    const auto& v = p.models.lora->policy_parameters();
+    for (size_t i = 0; i < v.size(); ++i) pol.emplace_back(p.models.lora->names()[i], v[i]);
+  } else if (p.models.policy_copy) {
+    for (const auto& w : p.models.policy_copy->named_parameters(true)) pol.emplace_back(w.key(), w.value());
+  }
+  return pol;
+}
+
+// ckpt-N/pytorch_lora_weights.safetensors (diffusers / peft) and lora_kohya.safetensors (webui),
+// from the EMA where kept; each written atomically.
+void write_lora_files(StateParts& p, const fs::path& dir) {
+  const auto& params = p.learner.params();
+  Ema* ema = p.learner.ema();
+  const auto layers = p.models.lora->layers(ema ? ema->shadow() : params);
+  fs::create_directories(dir);
+  models::save_lora_diffusers(dir / kLoraDiffusersFile, layers, save_dtype(p.cfg));
+  models::save_lora_kohya(dir / kLoraKohyaFile, layers, p.models.unet->config(), save_dtype(p.cfg));
+  io::sync_directory(dir);
 }
 
 // A diffusers UNet folder (config.json + weights in --save-dtype), written beside and renamed.
@@ -41,8 +71,7 @@ void write_unet_folder(StateParts& p, const fs::path& dir, bool use_ema) {
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   auto tensors = unet_tensors(p, use_ema);
-  const std::string& sd = p.cfg.save_dtype;
-  const torch::Dtype save = sd == "bf16" ? torch::kBFloat16 : sd == "fp16" ? torch::kFloat16 : torch::kFloat32;
+  const torch::Dtype save = save_dtype(p.cfg);
   for (auto& [n, v] : tensors) v = v.to(torch::kCPU, torch::isFloatingType(v.scalar_type()) ? save : v.scalar_type());
   io::save_safetensors(tmp / "diffusion_pytorch_model.safetensors", tensors, {{"format", "pt"}});
   io::write_json(tmp / "config.json", p.models.unet->config().raw);
@@ -87,7 +116,7 @@ void check_saved_config(const TrainConfig& cfg, const io::OrderedJson& st, const
   // Options that change nothing a run computes.
   static const std::set<std::string> ignored = {"resume", "quiet", "buffer_overlap", "dataloader_num_workers"};
   static const std::set<std::string> incompatible = {"resolution", "buffer_size", "buffer_batch_size",
-                                                     "buffer_num_inference_steps"};
+                                                     "buffer_num_inference_steps", "lora_rank", "lora_targets"};
   std::vector<std::string> changed, refused;
   for (auto it = now.begin(); it != now.end(); ++it) {
     if (ignored.count(it.key()) || !saved.contains(it.key()) || saved[it.key()] == it.value()) continue;
@@ -98,7 +127,7 @@ void check_saved_config(const TrainConfig& cfg, const io::OrderedJson& st, const
     std::string list;
     for (const auto& r : refused) list += "\n  " + r;
     throw UsageError(cat("[train] --resume: ", where, " was saved with other options that change the shape of "
-                         "the saved replay buffer:", list, "\n  (resume with the saved values, or start a new --logdir)"));
+                         "the saved state (replay buffer or LoRA adapters):", list, "\n  (resume with the saved values, or start a new --logdir)"));
   }
   if (main && !changed.empty()) {
     std::cerr << "[train] resuming with options that differ from the saved run's:";
@@ -142,11 +171,7 @@ void save_state(StateParts& p, int64_t step, const FillerState& filler, bool che
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   io::save_safetensors(tmp / "unet.safetensors", unet_tensors(p, false));
-  if (p.models.policy_copy) {
-    io::NamedTensors pol;
-    for (const auto& w : p.models.policy_copy->named_parameters(true)) pol.emplace_back(w.key(), w.value());
-    io::save_safetensors(tmp / "policy.safetensors", pol);
-  }
+  if (!p.models.policy_shared()) io::save_safetensors(tmp / "policy.safetensors", policy_tensors(p));
   io::save_safetensors(tmp / "optimizer.safetensors", adamw_state(p.learner.optimizer(), p.learner.params()));
   if (Ema* ema = p.learner.ema()) {
     io::NamedTensors e;
@@ -185,18 +210,29 @@ void save_state(StateParts& p, int64_t step, const FillerState& filler, bool che
   fs::rename(tmp, final_dir);
   io::sync_directory(logdir);  // the swap survives a power loss
   fs::remove_all(old, ec);
-  if (checkpoint) write_unet_folder(p, checkpoint_dir(cfg, step) / "unet", /*use_ema=*/true);
+  if (checkpoint) write_checkpoint(p, step);
   group.barrier();
 }
 
 fs::path checkpoint_dir(const TrainConfig& cfg, int64_t step) { return fs::path(cfg.logdir) / cat("ckpt-", step); }
 
+void write_checkpoint(StateParts& p, int64_t step) {
+  const fs::path dir = checkpoint_dir(p.cfg, step);
+  if (p.models.lora)
+    write_lora_files(p, dir);
+  else
+    write_unet_folder(p, dir / "unet", /*use_ema=*/true);
+}
+
 bool complete_checkpoint(StateParts& p, int64_t step) {
   bool written = false;
   if (p.group.is_main()) {
-    const fs::path dir = checkpoint_dir(p.cfg, step) / "unet";
-    if (!fs::exists(dir / "diffusion_pytorch_model.safetensors") || !fs::exists(dir / "config.json")) {
-      write_unet_folder(p, dir, /*use_ema=*/true);
+    const fs::path dir = checkpoint_dir(p.cfg, step);
+    const bool complete = p.models.lora ? fs::exists(dir / kLoraDiffusersFile) && fs::exists(dir / kLoraKohyaFile)
+                                        : fs::exists(dir / "unet" / "diffusion_pytorch_model.safetensors") &&
+                                              fs::exists(dir / "unet" / "config.json");
+    if (!complete) {
+      write_checkpoint(p, step);
       written = true;
     }
   }
@@ -214,7 +250,8 @@ void remove_stale_temporaries(const fs::path& logdir) {
     if (is_tmp(e.path(), "state")) stale.push_back(e.path());
     if (e.is_directory() && e.path().filename().string().rfind("ckpt-", 0) == 0)
       for (const auto& f : fs::directory_iterator(e.path()))
-        if (is_tmp(f.path(), "unet")) stale.push_back(f.path());
+        if (is_tmp(f.path(), "unet") || is_tmp(f.path(), kLoraDiffusersFile) || is_tmp(f.path(), kLoraKohyaFile))
+          stale.push_back(f.path());
   }
   for (const auto& p : stale) {
     std::error_code ec;
@@ -315,10 +352,9 @@ RestoredState load_state(StateParts& p) {
                         "' missing or of another shape (state from another model?)"));
     params[i].copy_(it->second);
   }
-  if (p.models.policy_copy) {
+  if (!p.models.policy_shared()) {
     const auto pol = under(all, "shared/policy");
-    for (const auto& w : p.models.policy_copy->named_parameters(true))
-      w.value().copy_(entry(pol, w.key(), "policy.safetensors", w.value()));
+    for (auto& [name, w] : policy_tensors(p)) w.copy_(entry(pol, name, "policy.safetensors", w));
   }
   set_adamw_state(p.learner.optimizer(), params, under(all, "shared/optimizer"), where + "/optimizer.safetensors");
   if (Ema* ema = p.learner.ema()) {

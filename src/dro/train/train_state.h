@@ -46,8 +46,15 @@ struct RestoredState {
 // Every rank calls it; rank 0 reads LOGDIR/state (or state.old after a crash between renames).
 RestoredState load_state(StateParts& parts);
 
+// The LoRA files of a checkpoint, beside each other in ckpt-N/.
+inline constexpr const char* kLoraDiffusersFile = "pytorch_lora_weights.safetensors";
+inline constexpr const char* kLoraKohyaFile = "lora_kohya.safetensors";
+
 // LOGDIR/ckpt-N.
 std::filesystem::path checkpoint_dir(const TrainConfig& cfg, int64_t step);
+
+// Rank 0 only: ckpt-N/unet (full fine-tuning) or ckpt-N's two LoRA files, from the EMA where kept.
+void write_checkpoint(StateParts& parts, int64_t step);
 
 // Every rank calls it after a resume: rank 0 writes ckpt-`step` from the restored weights (EMA
 // where kept) when a kill between the state swap and the checkpoint left it missing. Returns

@@ -255,6 +255,11 @@ struct Trainer::Impl {
               << cfg.batch_size << " x " << cfg.gradient_accumulation_steps << " accumulation x " << world
               << " processes)\n"
               << "- Objective               : " << cfg.objective << "\n"
+              << (models.lora ? cat("- LoRA                    : rank ", cfg.lora_rank, ", alpha ",
+                                    models.lora->options().rank * models.lora->options().scale(), ", ",
+                                    models.lora->layer_count(), " layers (", cfg.lora_targets.empty() ? "to_q,to_k,to_v,to_out.0" : cfg.lora_targets,
+                                    "), ", models.lora->parameter_count() / 1e6, " M trained parameters on the frozen UNet\n")
+                              : std::string())
               << "- Dataset size            : " << (dataset ? dataset->size() : 0)
               << (dataset && dataset->paired() ? " pairs" : "")
               << (dataset && dataset->skipped() ? cat(" (", dataset->skipped(), " skipped)") : "") << "\n"
