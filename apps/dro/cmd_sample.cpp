@@ -25,6 +25,7 @@ namespace {
 struct SampleOpts {
   std::string model, unet, unet_variant, unet_subfolder, vae, variant, prompt, prompts_file, prompts_dir,
       negative_prompt, out, mixed_precision;
+  std::vector<std::string> loras;
   int64_t num_workers = 0;
   bool sdxl = false;
   std::string init_latents, save_latents, device = "auto", dtype = "fp32";
@@ -81,6 +82,10 @@ Action register_sample(CLI::App& app) {
   cmd->add_option("--model,--pretrained_model_name_or_path", o->model,
                   "diffusers model folder (model_index.json, unet/, vae/ ...)")->required();
   cmd->add_option("--unet", o->unet, "UNet folder replacing the model's, e.g. LOGDIR/ckpt-N/unet");
+  cmd->add_option("--lora", o->loras,
+                  "LoRA file merged into the UNet, FILE or FILE:SCALE (scale 1 by default); repeatable. Reads "
+                  "the diffusers / peft layout (pytorch_lora_weights.safetensors) and the webui / kohya layout "
+                  "(lora_unet_* keys with alpha)");
   cmd->add_option("--unet-variant,--unet_variant", o->unet_variant, "weights variant of the --unet folder");
   cmd->add_option("--unet-subfolder,--unet_subfolder", o->unet_subfolder,
                   "sub-folder of --unet holding the UNet (e.g. unet when --unet is a whole model)");
@@ -173,6 +178,7 @@ Action register_sample(CLI::App& app) {
     if (o->unet.empty() && !o->unet_subfolder.empty())
       throw UsageError("[sample] --unet-subfolder needs --unet");
     spec.unet_variant = o->unet_variant;
+    for (const auto& l : o->loras) spec.loras.push_back(models::parse_lora_spec(l));
     spec.vae = o->vae;
     spec.variant = o->variant;
     spec.device = device;

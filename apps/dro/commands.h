@@ -27,5 +27,7 @@ Action register_eval(CLI::App& app);
 Action register_select(CLI::App& app);
 Action register_prompts(CLI::App& app);
 Action register_serve(CLI::App& app);
+Action register_merge_lora(CLI::App& app);
+Action register_convert_lora(CLI::App& app);
 
 }  // namespace dro::app

@@ -47,6 +47,8 @@ int main(int argc, char** argv) {
   add(dro::app::register_select);
   add(dro::app::register_prompts);
   add(dro::app::register_serve);
+  add(dro::app::register_merge_lora);
+  add(dro::app::register_convert_lora);
 
   try {
     app.parse(argc, argv);

@@ -12,6 +12,7 @@
 
 #include "dro/io/model_folder.h"
 #include "dro/models/autoencoder_kl.h"
+#include "dro/models/lora.h"
 #include "dro/models/unet.h"
 #include "dro/pipeline/denoise.h"
 #include "dro/pipeline/prompt_encoder.h"
@@ -28,6 +29,8 @@ struct LoadSpec {
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;
   bool load_vae = true;
+  // LoRA files merged into the UNet's weights after loading, in order (diffusers / peft or kohya).
+  std::vector<models::LoraSpec> loras;
 };
 
 struct StableDiffusion {
