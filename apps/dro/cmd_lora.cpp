@@ -80,13 +80,7 @@ Action register_merge_lora(CLI::App& app) {
     // Written beside and renamed, so a crash leaves the old folder or none, never half of one.
     const fs::path tmp = out.string() + ".tmp." + std::to_string(::getpid());
     fs::remove_all(tmp);
-    fs::create_directories(tmp);
-    io::NamedTensors t;
-    const torch::Dtype dtype = dtype_named(o->save_dtype);
-    for (const auto& p : unet->named_parameters(true)) t.emplace_back(p.key(), p.value().detach().to(dtype));
-    for (const auto& b : unet->named_buffers(true)) t.emplace_back(b.key(), b.value());
-    io::save_safetensors(tmp / "diffusion_pytorch_model.safetensors", t, {{"format", "pt"}});
-    io::write_json(tmp / "config.json", unet->config().raw);
+    models::save_unet(tmp, unet, dtype_named(o->save_dtype));
     std::error_code ec;
     fs::remove_all(out, ec);
     fs::rename(tmp, out);
