@@ -16,25 +16,6 @@ namespace dro::train {
 namespace {
 namespace fs = std::filesystem;
 
-// n images of varying width in DIR/images/ and the manifests DIR/pairs.jsonl (image i preferred
-// to image i+1) and DIR/labels.jsonl (even images desirable).
-void write_manifests(const fs::path& dir, int n) {
-  const char* captions[] = {"a red circle", "a blue square on a dark background", "two cats"};
-  auto gen = at::detail::createCPUGenerator(11);
-  fs::create_directories(dir / "images");
-  for (int i = 0; i < n; ++i) {
-    auto img = torch::rand({3, 36, 36 + 6 * (i % 3)}, gen) * 2 - 1;
-    io::write_png(dir / "images" / cat(i, ".png"), io::from_tensor(img));
-  }
-  std::ofstream pairs(dir / "pairs.jsonl"), labels(dir / "labels.jsonl");
-  for (int i = 0; i < n; ++i) {
-    pairs << R"({"caption": ")" << captions[i % 3] << R"(", "chosen": "images/)" << i << R"(.png", "rejected": "images/)"
-          << (i + 1) % n << ".png\"}\n";
-    labels << R"({"caption": ")" << captions[i % 3] << R"(", "image": "images/)" << i << R"(.png", "label": )"
-           << (i % 2 == 0 ? 1 : 0) << "}\n";
-  }
-}
-
 TrainConfig baseline_config(const std::string& objective, const fs::path& manifest, const fs::path& logdir) {
   auto c = test::tiny_config("tiny-sd15", manifest, logdir);
   c.objective = objective;
@@ -47,7 +28,7 @@ TrainConfig baseline_config(const std::string& objective, const fs::path& manife
 TEST(BaselineTrainer, DpoStartsAtLog2AndResumesExactly) {
   DRO_REQUIRE_FIXTURES();
   test::TempDir tmp;
-  write_manifests(tmp / "data", 6);
+  test::write_manifests(tmp / "data", 6);
   const auto c = baseline_config("dpo", tmp / "data/pairs.jsonl", tmp / "x");
   const auto dir = test::run_and_resume(c, tmp.path());
   const auto rows = test::metric_rows(dir);
@@ -71,7 +52,7 @@ TEST(BaselineTrainer, DpoStartsAtLog2AndResumesExactly) {
 // image's latent is its own posterior sample (as in the official Diffusion-DPO script).
 TEST(BaselineTrainer, DpoPairOfOneImageTwiceHasNoGradient) {
   test::TempDir tmp;
-  write_manifests(tmp / "data", 3);
+  test::write_manifests(tmp / "data", 3);
   const char* caption = "a small red circle on a dark background, left";
   {
     std::ofstream same(tmp / "data/same.jsonl"), other(tmp / "data/other.jsonl");
@@ -108,7 +89,7 @@ TEST(BaselineTrainer, DpoPairOfOneImageTwiceHasNoGradient) {
 TEST(BaselineTrainer, KtoStartsAtHalfUtilityAndResumesExactly) {
   DRO_REQUIRE_FIXTURES();
   test::TempDir tmp;
-  write_manifests(tmp / "data", 6);
+  test::write_manifests(tmp / "data", 6);
   auto c = baseline_config("kto", tmp / "data/labels.jsonl", tmp / "x");
   const auto dir = test::run_and_resume(c, tmp.path());
   const auto rows = test::metric_rows(dir);
@@ -127,7 +108,7 @@ TEST(BaselineTrainer, KtoStartsAtHalfUtilityAndResumesExactly) {
 TEST(BaselineTrainer, ManifestsAndObjectivesAreChecked) {
   DRO_REQUIRE_FIXTURES();
   test::TempDir tmp;
-  write_manifests(tmp / "data", 3);
+  test::write_manifests(tmp / "data", 3);
   test::write_experts(tmp / "experts", 3);
   auto expect_usage = [&](TrainConfig c, const std::string& part) {
     try {

@@ -23,6 +23,23 @@ void write_experts(const fs::path& dir, int n, int size) {
   }
 }
 
+void write_manifests(const fs::path& dir, int n) {
+  const char* captions[] = {"a red circle", "a blue square on a dark background", "two cats"};
+  auto gen = at::detail::createCPUGenerator(11);
+  fs::create_directories(dir / "images");
+  for (int i = 0; i < n; ++i) {
+    auto img = torch::rand({3, 36, 36 + 6 * (i % 3)}, gen) * 2 - 1;
+    io::write_png(dir / "images" / cat(i, ".png"), io::from_tensor(img));
+  }
+  std::ofstream pairs(dir / "pairs.jsonl"), labels(dir / "labels.jsonl");
+  for (int i = 0; i < n; ++i) {
+    pairs << R"({"caption": ")" << captions[i % 3] << R"(", "chosen": "images/)" << i << R"(.png", "rejected": "images/)"
+          << (i + 1) % n << ".png\"}\n";
+    labels << R"({"caption": ")" << captions[i % 3] << R"(", "image": "images/)" << i << R"(.png", "label": )"
+           << (i % 2 == 0 ? 1 : 0) << "}\n";
+  }
+}
+
 train::TrainConfig tiny_config(const std::string& model, const fs::path& data, const fs::path& logdir) {
   train::TrainConfig c;
   c.pretrained_model_name_or_path = (test::fixtures() / model).string();

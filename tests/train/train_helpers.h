@@ -17,6 +17,10 @@ namespace dro::test {
 // A small expert folder in the official layout: DIR/<id>/{<id>.png, caption.txt}.
 void write_experts(const std::filesystem::path& dir, int n, int size = 40);
 
+// n images of varying width in DIR/images/ and the manifests DIR/pairs.jsonl (image i preferred
+// to image i+1) and DIR/labels.jsonl (even images desirable).
+void write_manifests(const std::filesystem::path& dir, int n);
+
 // A few micro-steps of DRO on a tiny fixture model at 32 px on CPU (2 x 2 accumulation, a buffer
 // of 4 trajectories of 4 steps, state every 2 micro-steps).
 train::TrainConfig tiny_config(const std::string& model, const std::filesystem::path& data,
