@@ -130,7 +130,9 @@ Action register_bench(CLI::App& app) {
                    {"gradient_accumulation_steps", cfg.gradient_accumulation_steps},
                    {"buffer_size", cfg.buffer_size}, {"buffer_batch_size", cfg.buffer_batch_size},
                    {"buffer_num_inference_steps", cfg.buffer_num_inference_steps},
-                   {"buffer_scheduler", cfg.buffer_scheduler}, {"device", cfg.device}};
+                   {"buffer_scheduler", cfg.buffer_scheduler}, {"device", cfg.device},
+                   {"objective", cfg.objective}, {"lora_rank", cfg.lora_rank}, {"lora_targets", cfg.lora_targets}};
+    r["trained_parameters"] = trainer.trained_parameter_count();
     if (*json) {
       std::cout << r.dump(2) << "\n";
     } else {

@@ -83,6 +83,20 @@ TEST_P(LoraObjectiveTest, TrainsAdaptersAndResumesExactly) {
 INSTANTIATE_TEST_SUITE_P(Objectives, LoraObjectiveTest, ::testing::Values("dro", "sft", "dpo", "kto"),
                          [](const auto& info) { return info.param; });
 
+TEST(LoraTrainer, SdxlLayoutTrainsAndResumesExactly) {
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  write_data(tmp / "data");
+  auto c = lora_config("dro", tmp / "data", tmp / "x");
+  c.pretrained_model_name_or_path = (test::fixtures() / "tiny-sdxl").string();
+  c.lora_targets = "to_q,to_k,to_v,to_out.0,ff.net.*,proj_in,proj_out";
+  const fs::path dir = test::run_and_resume(c, tmp.path());
+  // kohya's SDXL names are the original UNet's.
+  auto k = io::SafetensorsFile::open(dir / "ckpt-6" / kLoraKohyaFile);
+  EXPECT_TRUE(k->contains("lora_unet_input_blocks_4_1_proj_in.lora_down.weight"));
+  EXPECT_TRUE(k->contains("lora_unet_middle_block_1_transformer_blocks_0_ff_net_2.alpha"));
+}
+
 // buffer_update_steps 3 does not divide the accumulation of 2: the policy lags the trained
 // adapters in a second adapter set, saved and restored with the state.
 TEST(LoraTrainer, LaggedPolicyIsASecondAdapterSet) {

@@ -32,32 +32,34 @@ const LoraWeights* LoraSlots::active() const {
   return nullptr;
 }
 
-torch::Tensor lora_delta(const LoraWeights& w, const torch::Tensor& x, bool training,
-                         const torch::nn::Conv2dImpl* conv) {
+torch::Tensor add_lora(const torch::Tensor& y, const LoraWeights& w, const torch::Tensor& x, bool training,
+                       const torch::nn::Conv2dImpl* conv) {
   // The adapter computes in its own dtype (fp32 adapters on a bf16 base, as peft casts).
   torch::Tensor h = x.to(w.down.scalar_type());
   if (w.dropout > 0 && training && torch::GradMode::is_enabled()) {
     if (!w.generator) throw std::logic_error("LoRA dropout without a generator");
-    const torch::Tensor keep =
-        at::bernoulli(torch::empty_like(h), 1.0 - w.dropout, *w.generator).div_(1.0 - w.dropout);
+    // Drawn on the CPU from the seeded stream (as every draw in dro), so masks do not depend on the device.
+    const torch::Tensor keep = at::bernoulli(torch::empty(h.sizes(), torch::kFloat32), 1.0 - w.dropout, *w.generator)
+                                   .div_(1.0 - w.dropout)
+                                   .to(h.device(), h.scalar_type());
     h = h * keep;
   }
-  if (!conv) return (torch::linear(torch::linear(h, w.down), w.up) * w.scale).to(x.scalar_type());
+  if (!conv) return torch::add(y, torch::linear(torch::linear(h, w.down), w.up).to(y.scalar_type()), w.scale);
   const auto* pad = padding_of(*conv);
   if (!pad) throw UsageError("[lora] a conv layer with 'same'/'valid' padding cannot take an adapter");
   h = torch::conv2d(h, w.down, {}, conv->options.stride(), *pad, conv->options.dilation(), conv->options.groups());
-  return (torch::conv2d(h, w.up) * w.scale).to(x.scalar_type());
+  return torch::add(y, torch::conv2d(h, w.up).to(y.scalar_type()), w.scale);
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = torch::nn::LinearImpl::forward(x);
-  if (const LoraWeights* a = lora.active()) y = y + lora_delta(*a, x, is_training()).to(y.scalar_type());
+  if (const LoraWeights* a = lora.active()) y = add_lora(y, *a, x, is_training());
   return y;
 }
 
 torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = torch::nn::Conv2dImpl::forward(x);
-  if (const LoraWeights* a = lora.active()) y = y + lora_delta(*a, x, is_training(), this).to(y.scalar_type());
+  if (const LoraWeights* a = lora.active()) y = add_lora(y, *a, x, is_training(), this);
   return y;
 }
 

@@ -46,9 +46,10 @@ struct LoraSlots {
   const LoraWeights* active() const;
 };
 
-// delta(x) for `w` on a linear layer (conv_layer null) or a conv layer; in x's dtype.
-torch::Tensor lora_delta(const LoraWeights& w, const torch::Tensor& x, bool training,
-                         const torch::nn::Conv2dImpl* conv_layer = nullptr);
+// y + scale * up(down(dropout(x))) for `w` on a linear layer (conv_layer null) or a conv layer;
+// the adapter computes in its own dtype, the sum is in y's.
+torch::Tensor add_lora(const torch::Tensor& y, const LoraWeights& w, const torch::Tensor& x, bool training,
+                       const torch::nn::Conv2dImpl* conv_layer = nullptr);
 
 struct LinearImpl : torch::nn::LinearImpl {
   using torch::nn::LinearImpl::LinearImpl;

@@ -48,7 +48,7 @@ torch::Tensor token_projection(const torch::Tensor& h, const torch::Tensor& w, c
     LoraWeights flat = *a;
     flat.down = a->down.flatten(1);
     flat.up = a->up.flatten(1);
-    y = y + lora_delta(flat, h, training).to(y.scalar_type());
+    y = add_lora(y, flat, h, training);
   }
   return y;
 }

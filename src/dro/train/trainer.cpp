@@ -331,5 +331,10 @@ models::UNet2DConditionModelImpl& Trainer::unet() { return *impl_->models.unet; 
 void Trainer::save(bool checkpoint) { impl_->save(checkpoint); }
 void Trainer::average_gradients() { impl_->learner->average_gradients(); }
 dist::Group& Trainer::group() { return *impl_->group; }
+int64_t Trainer::trained_parameter_count() const {
+  int64_t n = 0;
+  for (const auto& p : impl_->learner->params()) n += p.numel();
+  return n;
+}
 
 }  // namespace dro::train

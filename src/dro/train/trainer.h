@@ -58,6 +58,8 @@ class Trainer {
   // at each accumulation boundary; exposed for tests).
   void average_gradients();
   dist::Group& group();
+  // Parameters the optimiser updates (the UNet's, or the LoRA adapters').
+  int64_t trained_parameter_count() const;
 
  private:
   struct Impl;
