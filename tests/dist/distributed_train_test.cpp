@@ -144,6 +144,32 @@ TEST(DistributedTraining, TwoRankStateResumesExactly) {
   }
 }
 
+// LoRA on two ranks: the adapters' gradients are averaged, so every save (which compares the
+// ranks' weight fingerprints and refuses on a difference) passes, and rank 0 writes the files.
+TEST(DistributedTraining, TwoRankLoraKeepsTheAdaptersIdentical) {
+  DRO_REQUIRE_GLOO();
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  test::write_experts(tmp / "data", 6);
+  auto steps = two_ranks([&](int rank, std::shared_ptr<dist::Group> g) {
+    TrainerOptions o;
+    o.group = g;
+    auto c = rank_config(tmp, "lora", rank, 4);
+    c.lora_rank = 2;
+    Trainer t(c, o);
+    t.run();
+    return t.step();
+  });
+  EXPECT_EQ(steps.first, 4);
+  EXPECT_EQ(steps.second, 4);
+  EXPECT_FALSE(fs::exists(tmp / "lora-rank1"));
+  for (const char* f : {"ckpt-4/pytorch_lora_weights.safetensors", "ckpt-4/lora_kohya.safetensors",
+                        "state/rank-1.safetensors"})
+    EXPECT_TRUE(fs::exists(tmp / "lora-rank0" / f)) << f;
+  const auto st = io::read_json(tmp / "lora-rank0/state/training_state.json");
+  EXPECT_EQ(st.at("world_size").get<int>(), 2);
+}
+
 // Diffusion-KTO on two ranks: the reference point z is the mean implicit reward over both ranks'
 // batches (clamped at 0), so with one micro-step per update each logged z equals max(0, the
 // logged mean reward); both ranks end with the same weights.
