@@ -21,6 +21,9 @@
 #include "dro/io/atomic_file.h"
 #include "dro/io/image.h"
 #include "dro/io/json.h"
+#include "dro/models/lora.h"
+#include "dro/models/unet.h"
+#include "dro/core/rng.h"
 #include "dro/serve/feedback_log.h"
 #include "test_util.h"
 
@@ -433,6 +436,50 @@ TEST(ServeCli, DefaultModelsBadFlagsAndNoServerWithoutHttplib) {
            {"export --out " + (tmp / "e").string(), "--feedback"},
            {"export --feedback " + (tmp / "none").string() + " --out " + (tmp / "e").string(), "no feedback"}}) {
     auto [rc, out] = test::run_command(kDro + " serve " + args);
+    EXPECT_NE(rc, 0) << args;
+    EXPECT_NE(out.find(words), std::string::npos) << args << ": " << out;
+  }
+}
+
+// --lora NAME=FILE[:SCALE]: the base with a LoRA merged is served beside it; scale 0 draws the base's
+// images exactly, scale 1 others.
+TEST(ServeCli, LoraModelsAreServedBesideTheBase) {
+  DRO_REQUIRE_SERVE();
+  test::TempDir tmp;
+  {
+    auto unet = models::load_unet(kBase / "unet");
+    models::LoraOptions o;
+    o.rank = 2;
+    models::UnetLora lora(*unet, o, torch::kFloat32, torch::kCPU, 1);
+    auto gen = make_generator(3);
+    torch::NoGradGuard no_grad;
+    for (size_t i = 1; i < lora.parameters().size(); i += 2) {
+      auto p = lora.parameters()[i];
+      p.copy_(torch::randn(p.sizes(), gen) * 0.5);
+    }
+    models::save_lora_kohya(tmp / "style.safetensors", lora.layers(lora.parameters()), unet->config(), torch::kFloat32);
+  }
+  const std::string file = (tmp / "style.safetensors").string();
+  ServerProcess server("--model " + kBase.string() + " --lora styled=" + file + " --lora off=" + file +
+                           ":0 --feedback " + (tmp / "fb").string() + " --device cpu --quiet",
+                       tmp / "log.txt");
+  ASSERT_GT(server.port(), 0) << server.log();
+  const int port = server.port();
+  const Json models = request(port, "GET", "/api/models").json();
+  ASSERT_EQ(models["models"].size(), 3u) << models.dump();
+  EXPECT_EQ(models["models"][1]["name"], "styled");
+  Reply g = post(port, "/api/generate", {{"prompt", "a red circle"}, {"seed", 3}, {"steps", 3}});
+  ASSERT_EQ(g.status, 200) << g.body;
+  std::map<std::string, std::string> png;
+  const Json images = g.json()["images"];
+  for (const auto& im : images) png[im["model"].get<std::string>()] = request(port, "GET", im["url"]).body;
+  ASSERT_EQ(png.size(), 3u);
+  EXPECT_EQ(png["off"], png["base"]);
+  EXPECT_NE(png["styled"], png["base"]);
+  for (const auto& [args, words] : std::vector<std::pair<std::string, std::string>>{
+           {"--lora " + file, "NAME=FILE"},
+           {"--lora x=" + (tmp / "none.safetensors").string(), "is not a file"}}) {
+    auto [rc, out] = test::run_command(kDro + " serve --model " + kBase.string() + " " + args);
     EXPECT_NE(rc, 0) << args;
     EXPECT_NE(out.find(words), std::string::npos) << args << ": " << out;
   }

@@ -30,7 +30,7 @@ int g_stop_pipe[2] = {-1, -1};
 struct ServeOpts {
   std::string model, base_name = "base", demo_report = "demo-report", host = "127.0.0.1", feedback = "feedback",
                      device = "auto";
-  std::vector<std::string> unets, study_models;
+  std::vector<std::string> unets, loras, study_models;
   int port = 7860;
   serve::Limits limits;
   bool quiet = false;
@@ -64,7 +64,7 @@ struct ServeOpts {
   }
   if (!fs::exists(base / "model_index.json"))
     throw UsageError(cat("[serve] --model ", base.string(), ": no model_index.json (expected a diffusers model folder)"));
-  specs.push_back({o.base_name, base, {}});
+  specs.push_back({o.base_name, base, {}, {}});
   const std::regex name_re("[A-Za-z0-9_.-]{1,32}");
   for (const auto& u : o.unets) {
     const auto eq = u.find('=');
@@ -74,13 +74,24 @@ struct ServeOpts {
     if (!fs::exists(dir / "config.json"))
       throw UsageError(cat("[serve] --unet ", u, ": ", dir.string(), " has no config.json (expected a UNet folder, "
                            "e.g. LOGDIR/ckpt-N/unet)"));
-    specs.push_back({u.substr(0, eq), base, dir});
+    specs.push_back({u.substr(0, eq), base, dir, {}});
+  }
+  for (const auto& l : o.loras) {
+    const auto eq = l.find('=');
+    if (eq == std::string::npos || !std::regex_match(l.substr(0, eq), name_re))
+      throw UsageError(cat("[serve] --lora '", l, "': expected NAME=FILE[:SCALE], NAME of 1-32 letters, digits, '.', "
+                           "'_' or '-'"));
+    const auto spec = models::parse_lora_spec(l.substr(eq + 1));
+    if (!fs::is_regular_file(spec.file))
+      throw UsageError(cat("[serve] --lora ", l, ": ", spec.file.string(), " is not a file (expected a LoRA "
+                           "safetensors file, e.g. LOGDIR/ckpt-N/pytorch_lora_weights.safetensors)"));
+    specs.push_back({l.substr(0, eq), base, {}, {spec}});
   }
   // The embedded default: the shipped base, and the demo's tuned model when `dro demo` has run.
-  if (o.model.empty() && o.unets.empty()) {
+  if (o.model.empty() && o.unets.empty() && o.loras.empty()) {
     const fs::path tuned = latest_demo_unet(o.demo_report);
     if (!tuned.empty())
-      specs.push_back({"dro", base, tuned});
+      specs.push_back({"dro", base, tuned, {}});
     else
       std::cerr << "[serve] no " << (fs::path(o.demo_report) / "train/dro/ckpt-*/unet").string()
                 << " found: serving the base model alone (run `dro demo` for base vs DRO)" << std::endl;
@@ -101,6 +112,9 @@ Action register_serve(CLI::App& app) {
   cmd->add_option("--model", o->model, "diffusers model folder (default: the shipped assets/world-base)");
   cmd->add_option("--unet", o->unets,
                   "NAME=DIR: also serve --model with this UNet (e.g. dro=LOGDIR/ckpt-N/unet); repeatable");
+  cmd->add_option("--lora", o->loras,
+                  "NAME=FILE[:SCALE]: also serve --model with this LoRA merged into its UNet (either layout, e.g. "
+                  "dro=LOGDIR/ckpt-N/pytorch_lora_weights.safetensors); repeatable");
   cmd->add_option("--base-name", o->base_name, "name of --model with its own UNet")->capture_default_str();
   cmd->add_option("--demo-report", o->demo_report,
                   "without --model: take the DRO model from this `dro demo` report (train/dro/ckpt-N/unet, highest N)")

@@ -45,7 +45,8 @@ Engine::Engine(const std::vector<ModelSpec>& models, const std::string& device, 
   for (const auto& m : models) {
     const auto t0 = Clock::now();
     std::cerr << "[serve] loading " << m.name << ": " << m.model.string()
-              << (m.unet.empty() ? "" : " with UNet " + m.unet.string()) << " onto " << dev << " ..." << std::endl;
+              << (m.unet.empty() ? "" : " with UNet " + m.unet.string())
+              << (m.loras.empty() ? "" : cat(" and ", m.loras.size(), " LoRA file(s)")) << " onto " << dev << " ..." << std::endl;
     auto l = std::make_unique<Loaded>();
     l->spec = m;
     // Models of the same folder share its text encoder and VAE; only the UNet is loaded again.
@@ -58,6 +59,10 @@ Engine::Engine(const std::vector<ModelSpec>& models, const std::string& device, 
       opts.device = dev;
       l->sd.unet = models::load_unet(m.unet.empty() ? l->sd.folder.component("unet").dir : m.unet, opts);
       l->sd.unet->eval();
+      for (const auto& lora : m.loras) {
+        const auto layers = models::load_lora_file(lora.file, *l->sd.unet);
+        models::merge_lora(*l->sd.unet, layers, lora.scale);
+      }
       if (l->sd.unet->config().cross_attention_dim[0] != l->sd.prompts.embed_dim() ||
           l->sd.unet->config().in_channels != same->sd.unet->config().in_channels)
         throw IoError(cat("[serve] ", m.unet.string(), ": this UNet does not fit the model ", m.model.string()));
@@ -65,6 +70,7 @@ Engine::Engine(const std::vector<ModelSpec>& models, const std::string& device, 
       pipeline::LoadSpec spec;
       spec.model = m.model;
       spec.unet = m.unet;
+      spec.loras = m.loras;
       spec.device = dev;
       l->sd = pipeline::StableDiffusion::load(spec);
     }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "dro/core/error.h"
+#include "dro/models/lora.h"
 #include "dro/io/json.h"
 
 namespace dro::serve {
@@ -25,6 +26,7 @@ struct ModelSpec {
   std::string name;
   std::filesystem::path model;  // diffusers folder
   std::filesystem::path unet;   // optional UNet replacing the model's
+  std::vector<models::LoraSpec> loras;  // LoRA files merged into that UNet, in order
 };
 
 struct Limits {
