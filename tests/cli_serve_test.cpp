@@ -21,7 +21,7 @@
 #include "dro/io/atomic_file.h"
 #include "dro/io/image.h"
 #include "dro/io/json.h"
-#include "dro/models/lora.h"
+#include "dro/models/lora_file.h"
 #include "dro/models/unet.h"
 #include "dro/core/rng.h"
 #include "dro/serve/feedback_log.h"

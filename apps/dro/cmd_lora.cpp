@@ -13,7 +13,7 @@
 #include "dro/io/json.h"
 #include "dro/io/model_folder.h"
 #include "dro/io/safetensors.h"
-#include "dro/models/lora.h"
+#include "dro/models/lora_file.h"
 #include "dro/models/unet.h"
 
 namespace dro::app {
@@ -39,16 +39,19 @@ void add_model_options(CLI::App* cmd, std::string& model, std::string& unet, std
   cmd->add_option("--variant", variant, "weights variant of the model's UNet, e.g. fp16");
 }
 
-void check_model_options(const std::string& what, const std::string& model, const std::string& unet) {
-  if (model.empty() == unet.empty()) throw UsageError(cat("[", what, "] give --model DIR or --unet DIR (one of them)"));
+void check_model_options(const std::string& what, const std::string& model,
+                         const std::string& unet) {
+  if (model.empty() == unet.empty())
+    throw UsageError(cat("[", what, "] give --model DIR or --unet DIR (one of them)"));
 }
 
 }  // namespace
 
 Action register_merge_lora(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "merge-lora", "Merge LoRA files into a UNet's weights and write the result as a diffusers UNet folder "
-                    "(for dro sample --unet, diffusers, or any tool that reads UNet folders)");
+      "merge-lora",
+      "Merge LoRA files into a UNet's weights and write the result as a diffusers UNet folder "
+      "(for dro sample --unet, diffusers, or any tool that reads UNet folders)");
   struct Opts {
     std::string model, unet, variant, out, save_dtype = "fp32";
     std::vector<std::string> loras;
@@ -56,9 +59,11 @@ Action register_merge_lora(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   add_model_options(cmd, o->model, o->unet, o->variant);
-  cmd->add_option("--lora", o->loras, "LoRA file, FILE or FILE:SCALE (scale 1 by default); repeatable, merged in order")
+  cmd->add_option("--lora", o->loras,
+                  "LoRA file, FILE or FILE:SCALE (scale 1 by default); repeatable, merged in order")
       ->required();
-  cmd->add_option("--out", o->out, "UNet folder to write (config.json + diffusion_pytorch_model.safetensors)")
+  cmd->add_option("--out", o->out,
+                  "UNet folder to write (config.json + diffusion_pytorch_model.safetensors)")
       ->required();
   cmd->add_option("--save-dtype", o->save_dtype, "dtype of the written weights: fp32 | bf16 | fp16")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
@@ -68,14 +73,15 @@ Action register_merge_lora(CLI::App& app) {
     check_model_options("merge-lora", o->model, o->unet);
     const fs::path out(o->out);
     if (fs::exists(out) && !o->overwrite)
-      throw UsageError(cat("[merge-lora] --out ", out.string(), " exists (pass --overwrite to replace it)"));
+      throw UsageError(
+          cat("[merge-lora] --out ", out.string(), " exists (pass --overwrite to replace it)"));
     auto unet = load_base_unet(o->model, o->unet, o->variant);
     for (const auto& text : o->loras) {
       const auto spec = models::parse_lora_spec(text);
       const auto layers = models::load_lora_file(spec.file, *unet);
       models::merge_lora(*unet, layers, spec.scale);
-      std::cerr << "[merge-lora] merged " << spec.file.string() << " (" << layers.size() << " layers, scale "
-                << spec.scale << ")\n";
+      std::cerr << "[merge-lora] merged " << spec.file.string() << " (" << layers.size()
+                << " layers, scale " << spec.scale << ")\n";
     }
     // Written beside and renamed, so a crash leaves the old folder or none, never half of one.
     const fs::path tmp = out.string() + ".tmp." + std::to_string(::getpid());
@@ -91,15 +97,18 @@ Action register_merge_lora(CLI::App& app) {
 
 Action register_convert_lora(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "convert-lora", "Rewrite a LoRA file in the diffusers / peft layout (pipe.load_lora_weights) or the "
-                      "webui / kohya layout (ComfyUI, AUTOMATIC1111, stable-diffusion.cpp)");
+      "convert-lora",
+      "Rewrite a LoRA file in the diffusers / peft layout (pipe.load_lora_weights) or the "
+      "webui / kohya layout (ComfyUI, AUTOMATIC1111, stable-diffusion.cpp)");
   struct Opts {
     std::string input, model, unet, variant, out, to, dtype = "fp32";
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("input", o->input, "LoRA safetensors file in either layout")->required();
   add_model_options(cmd, o->model, o->unet, o->variant);
-  cmd->add_option("--to", o->to, "diffusers | kohya")->check(CLI::IsMember({"diffusers", "kohya"}))->required();
+  cmd->add_option("--to", o->to, "diffusers | kohya")
+      ->check(CLI::IsMember({"diffusers", "kohya"}))
+      ->required();
   cmd->add_option("--out", o->out, "safetensors file to write")->required();
   cmd->add_option("--dtype", o->dtype, "fp32 | bf16 | fp16")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
@@ -115,7 +124,8 @@ Action register_convert_lora(CLI::App& app) {
       models::save_lora_kohya(o->out, layers, unet->config(), dtype_named(o->dtype));
     else
       models::save_lora_diffusers(o->out, layers, dtype_named(o->dtype));
-    std::cout << "[convert-lora] wrote " << o->out << " (" << layers.size() << " layers, " << o->to << " layout)\n";
+    std::cout << "[convert-lora] wrote " << o->out << " (" << layers.size() << " layers, " << o->to
+              << " layout)\n";
     return 0;
   };
 }

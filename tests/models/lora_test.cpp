@@ -7,7 +7,7 @@
 #include "dro/core/error.h"
 #include "dro/core/rng.h"
 #include "dro/io/safetensors.h"
-#include "dro/models/lora.h"
+#include "dro/models/lora_file.h"
 #include "dro/models/unet.h"
 #include "test_util.h"
 
@@ -33,7 +33,8 @@ Inputs inputs_for(UNet2DConditionModel& u, uint64_t seed = 3) {
   in.t = torch::tensor({10, 700}, torch::kLong);
   in.c = torch::randn({2, 5, cfg.cross_attention_dim[0]}, gen);
   if (u->needs_added_conditions()) {
-    in.te = torch::randn({2, cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim}, gen);
+    in.te = torch::randn(
+        {2, cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim}, gen);
     in.ids = torch::tensor({32., 32., 0., 0., 32., 32.}).repeat({2, 1});
   }
   return in;
@@ -50,8 +51,8 @@ LoraOptions wide_options(int64_t rank = 2, double alpha = 3) {
   LoraOptions o;
   o.rank = rank;
   o.alpha = alpha;
-  o.targets = {"to_q", "to_k", "to_v", "to_out.0", "ff.net.*", "proj_in", "proj_out", "conv1", "conv2",
-               "time_emb_proj", "downsamplers.0.conv"};
+  o.targets = {"to_q",     "to_k",  "to_v",  "to_out.0",      "ff.net.*",           "proj_in",
+               "proj_out", "conv1", "conv2", "time_emb_proj", "downsamplers.0.conv"};
   return o;
 }
 
@@ -65,7 +66,9 @@ void randomise_up(UnetLora& lora, uint64_t seed) {
   }
 }
 
-double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>();
+}
 
 TEST(Lora, ZeroUpLeavesTheOutputUnchanged) {
   DRO_REQUIRE_FIXTURES();
@@ -123,7 +126,8 @@ TEST(Lora, MergedWeightsComputeWhatTheAdaptersDo) {
     auto merged = tiny_unet(name);
     merge_lora(*merged, layers, 1.0);
     const double d = max_diff(run(merged, in), on_the_fly);
-    std::cout << "[ lora     ] " << name << ": merged vs on the fly, max |diff| " << d << " (outputs differ from the "
+    std::cout << "[ lora     ] " << name << ": merged vs on the fly, max |diff| " << d
+              << " (outputs differ from the "
               << "base by " << max_diff(on_the_fly, base) << ")\n";
     EXPECT_LT(d, 1e-4) << name;
   }
@@ -162,12 +166,14 @@ TEST(Lora, LdmNamesOfTheSdLayouts) {
   const std::pair<const char*, const char*> kSd[] = {
       {"conv_in", "input_blocks.0.0"},
       {"time_embedding.linear_1", "time_embed.0"},
-      {"down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", "input_blocks.1.1.transformer_blocks.0.attn1.to_q"},
+      {"down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
+       "input_blocks.1.1.transformer_blocks.0.attn1.to_q"},
       {"down_blocks.0.resnets.1.conv1", "input_blocks.2.0.in_layers.2"},
       {"down_blocks.0.downsamplers.0.conv", "input_blocks.3.0.op"},
       {"down_blocks.1.attentions.1.proj_in", "input_blocks.5.1.proj_in"},
       {"down_blocks.3.resnets.1.time_emb_proj", "input_blocks.11.0.emb_layers.1"},
-      {"mid_block.attentions.0.transformer_blocks.0.ff.net.2", "middle_block.1.transformer_blocks.0.ff.net.2"},
+      {"mid_block.attentions.0.transformer_blocks.0.ff.net.2",
+       "middle_block.1.transformer_blocks.0.ff.net.2"},
       {"mid_block.resnets.1.conv2", "middle_block.2.out_layers.3"},
       {"up_blocks.0.resnets.2.conv_shortcut", "output_blocks.2.0.skip_connection"},
       {"up_blocks.0.upsamplers.0.conv", "output_blocks.2.1.conv"},
@@ -180,8 +186,10 @@ TEST(Lora, LdmNamesOfTheSdLayouts) {
   // tiny-sdxl has SDXL's (a plain down block first, cross-attention up blocks first).
   const auto xl = UNetConfig::load(test::fixtures() / "tiny-sdxl" / "unet");
   const std::pair<const char*, const char*> kXl[] = {
-      {"down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k", "input_blocks.4.1.transformer_blocks.0.attn1.to_k"},
-      {"down_blocks.2.attentions.1.transformer_blocks.1.attn2.to_v", "input_blocks.8.1.transformer_blocks.1.attn2.to_v"},
+      {"down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k",
+       "input_blocks.4.1.transformer_blocks.0.attn1.to_k"},
+      {"down_blocks.2.attentions.1.transformer_blocks.1.attn2.to_v",
+       "input_blocks.8.1.transformer_blocks.1.attn2.to_v"},
       {"up_blocks.0.attentions.2.proj_out", "output_blocks.2.1.proj_out"},
       {"up_blocks.0.upsamplers.0.conv", "output_blocks.2.2.conv"},
       {"up_blocks.2.resnets.0.conv1", "output_blocks.6.0.in_layers.2"},
@@ -200,7 +208,8 @@ TEST(Lora, FilesRoundTripInBothLayoutsWithTheirKeyNames) {
     UnetLora lora(*u, wide_options(2, 3), torch::kFloat32, torch::kCPU, 1);
     randomise_up(lora, 2);
     const auto layers = lora.layers(lora.parameters());
-    const fs::path diffusers = tmp / cat(name, "-diffusers.safetensors"), kohya = tmp / cat(name, "-kohya.safetensors");
+    const fs::path diffusers = tmp / cat(name, "-diffusers.safetensors"),
+                   kohya = tmp / cat(name, "-kohya.safetensors");
     save_lora_diffusers(diffusers, layers, torch::kFloat32);
     save_lora_kohya(kohya, layers, u->config(), torch::kFloat32);
     const bool xl = std::string(name) == "tiny-sdxl";
@@ -209,14 +218,17 @@ TEST(Lora, FilesRoundTripInBothLayoutsWithTheirKeyNames) {
     const std::string q = "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q";
     EXPECT_TRUE(d->contains("unet." + q + ".lora.down.weight"));
     EXPECT_TRUE(d->contains("unet." + q + ".lora.up.weight"));
-    EXPECT_TRUE(d->contains("unet.down_blocks.1.attentions.0.transformer_blocks.0.ff.net.2.lora_A.weight"));
+    EXPECT_TRUE(
+        d->contains("unet.down_blocks.1.attentions.0.transformer_blocks.0.ff.net.2.lora_A.weight"));
     EXPECT_TRUE(d->contains("unet.down_blocks.1.resnets.0.conv1.lora_B.weight"));
     EXPECT_EQ(d->info("unet.down_blocks.1.resnets.0.conv1.lora_A.weight").shape.size(), 4u);
     EXPECT_EQ(d->tensors().size(), 2 * layers.size());  // no alpha: folded into lora_B
     auto k = io::SafetensorsFile::open(kohya);
-    const std::string kq = xl ? "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q"
-                              : "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q";
-    for (const char* s : {".lora_down.weight", ".lora_up.weight", ".alpha"}) EXPECT_TRUE(k->contains(kq + s)) << kq + s;
+    const std::string kq =
+        xl ? "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q"
+           : "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q";
+    for (const char* s : {".lora_down.weight", ".lora_up.weight", ".alpha"})
+      EXPECT_TRUE(k->contains(kq + s)) << kq + s;
     EXPECT_EQ(k->get(kq + ".alpha").item<double>(), 3.0);
     EXPECT_EQ(k->tensors().size(), 3 * layers.size());
     // Both read back to the same update (alpha / r) * up @ down for every layer.
@@ -245,11 +257,13 @@ TEST(Lora, ReadsTheOtherSpellings) {
   const auto down = torch::randn({2, w.size(1)}, gen), up = torch::randn({w.size(0), 2}, gen);
   const fs::path f1 = tmp / "kohya-diffusers-names.safetensors", f2 = tmp / "old.safetensors",
                  f3 = tmp / "peft.safetensors";
-  const std::string kk = "lora_unet_" + std::string("down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q");
-  io::save_safetensors(f1, {{kk + ".lora_down.weight", down},
-                            {kk + ".lora_up.weight", up},
-                            {kk + ".alpha", torch::tensor(1.0)},
-                            {"lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight", down}});
+  const std::string kk =
+      "lora_unet_" + std::string("down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q");
+  io::save_safetensors(
+      f1, {{kk + ".lora_down.weight", down},
+           {kk + ".lora_up.weight", up},
+           {kk + ".alpha", torch::tensor(1.0)},
+           {"lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight", down}});
   io::save_safetensors(f2, {{"unet." + m + ".processor.to_q_lora.down.weight", down},
                             {"unet." + m + ".processor.to_q_lora.up.weight", up}});
   io::save_safetensors(f3, {{m + ".to_q.lora_A.weight", down}, {m + ".to_q.lora_B.weight", up}});
@@ -288,17 +302,22 @@ TEST(Lora, BadTargetsAndFilesAreNamed) {
   LoraOptions xo;
   xo.rank = 2;
   UnetLora xlora(*xl, xo, torch::kFloat32, torch::kCPU, 1);
-  save_lora_kohya(tmp / "xl.safetensors", xlora.layers(xlora.parameters()), xl->config(), torch::kFloat32);
+  save_lora_kohya(tmp / "xl.safetensors", xlora.layers(xlora.parameters()), xl->config(),
+                  torch::kFloat32);
   expect_error([&] { load_lora_file(tmp / "xl.safetensors", *u); }, "another architecture");
   save_lora_diffusers(tmp / "xl-d.safetensors", xlora.layers(xlora.parameters()), torch::kFloat32);
   expect_error([&] { load_lora_file(tmp / "xl-d.safetensors", *u); }, "another architecture");
   const std::string q = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q";
-  io::save_safetensors(tmp / "half.safetensors", {{"unet." + q + ".lora.down.weight", torch::zeros({2, 8})}});
+  io::save_safetensors(tmp / "half.safetensors",
+                       {{"unet." + q + ".lora.down.weight", torch::zeros({2, 8})}});
   expect_error([&] { load_lora_file(tmp / "half.safetensors", *u); }, "has no up weight");
-  io::save_safetensors(tmp / "shape.safetensors", {{"unet." + q + ".lora.down.weight", torch::zeros({2, 5})},
-                                                   {"unet." + q + ".lora.up.weight", torch::zeros({8, 2})}});
-  expect_error([&] { load_lora_file(tmp / "shape.safetensors", *u); }, "lora.down.weight' has shape");
-  io::save_safetensors(tmp / "loha.safetensors", {{"lora_unet_conv_in.hada_w1_a", torch::zeros({2, 2})}});
+  io::save_safetensors(tmp / "shape.safetensors",
+                       {{"unet." + q + ".lora.down.weight", torch::zeros({2, 5})},
+                        {"unet." + q + ".lora.up.weight", torch::zeros({8, 2})}});
+  expect_error([&] { load_lora_file(tmp / "shape.safetensors", *u); },
+               "lora.down.weight' has shape");
+  io::save_safetensors(tmp / "loha.safetensors",
+                       {{"lora_unet_conv_in.hada_w1_a", torch::zeros({2, 2})}});
   expect_error([&] { load_lora_file(tmp / "loha.safetensors", *u); }, "hada_w1_a");
   expect_error([&] { load_lora_file(tmp / "missing.safetensors", *u); }, "no such file");
 }

@@ -6,7 +6,7 @@
 
 #include "dro/core/error.h"
 #include "dro/io/safetensors.h"
-#include "dro/models/lora.h"
+#include "dro/models/lora_file.h"
 #include "dro/train/train_state.h"
 #include "dro/train/trainer.h"
 #include "test_util.h"
@@ -22,9 +22,11 @@ std::string file_bytes(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-TrainConfig lora_config(const std::string& objective, const fs::path& data, const fs::path& logdir) {
-  const fs::path dataset = objective == "dpo" ? data / "pairs.jsonl" : objective == "kto" ? data / "labels.jsonl"
-                                                                                          : data / "experts";
+TrainConfig lora_config(const std::string& objective, const fs::path& data,
+                        const fs::path& logdir) {
+  const fs::path dataset = objective == "dpo"   ? data / "pairs.jsonl"
+                           : objective == "kto" ? data / "labels.jsonl"
+                                                : data / "experts";
   auto c = test::tiny_config("tiny-sd15", dataset, logdir);
   c.objective = objective;
   c.num_steps = 6;
@@ -57,7 +59,8 @@ TEST_P(LoraObjectiveTest, TrainsAdaptersAndResumesExactly) {
     EXPECT_TRUE(fs::exists(dir / cat("ckpt-", n) / kLoraKohyaFile));
     EXPECT_FALSE(fs::exists(dir / cat("ckpt-", n) / "unet"));
   }
-  test::expect_same_tensors(dir / "ckpt-6" / kLoraDiffusersFile, tmp / "resumed/ckpt-6" / kLoraDiffusersFile);
+  test::expect_same_tensors(dir / "ckpt-6" / kLoraDiffusersFile,
+                            tmp / "resumed/ckpt-6" / kLoraDiffusersFile);
   // Training moved the zero-initialised ups.
   double up = 0;
   for (const auto& [k, v] : state)
@@ -70,7 +73,8 @@ TEST_P(LoraObjectiveTest, TrainsAdaptersAndResumesExactly) {
   const auto ema = test::load_tensors(dir / "state/ema.safetensors");
   const std::string q = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q";
   EXPECT_TRUE(torch::allclose(layers.at(q).down, ema.at(q + ".lora_A.weight")));
-  EXPECT_TRUE(torch::allclose(layers.at(q).up, ema.at(q + ".lora_B.weight") * 2.0));  // alpha / r folded in
+  EXPECT_TRUE(
+      torch::allclose(layers.at(q).up, ema.at(q + ".lora_B.weight") * 2.0));  // alpha / r folded in
   if (GetParam() == "dpo") {
     // Step 1: up = 0, so the trained model is its reference exactly and the loss is log 2.
     const auto rows = test::metric_rows(dir);
@@ -80,7 +84,8 @@ TEST_P(LoraObjectiveTest, TrainsAdaptersAndResumesExactly) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Objectives, LoraObjectiveTest, ::testing::Values("dro", "sft", "dpo", "kto"),
+INSTANTIATE_TEST_SUITE_P(Objectives, LoraObjectiveTest,
+                         ::testing::Values("dro", "sft", "dpo", "kto"),
                          [](const auto& info) { return info.param; });
 
 // Checkpointed blocks recompute their forward in backward: the adapters must be inputs of the
@@ -104,7 +109,8 @@ TEST(LoraTrainer, GradientCheckpointingGivesThePlainRunsAdapters) {
   ASSERT_FALSE(a.empty());
   for (size_t i = 0; i < a.size(); ++i)
     for (const char* key : {"loss/loss", "grad_norm"})
-      EXPECT_NEAR(a[i][key].get<double>(), b[i][key].get<double>(), 1e-5 * std::abs(b[i][key].get<double>()) + 1e-12)
+      EXPECT_NEAR(a[i][key].get<double>(), b[i][key].get<double>(),
+                  1e-5 * std::abs(b[i][key].get<double>()) + 1e-12)
           << key << " at row " << i;
   const auto wa = test::load_tensors(tmp / "ckpt/state/unet.safetensors");
   const auto wb = test::load_tensors(tmp / "plain/state/unet.safetensors");
@@ -214,36 +220,43 @@ TEST(LoraCli, SampleMergeAndConvert) {
   const std::string model = (test::fixtures() / "tiny-sd15").string();
   const fs::path ckpt = tmp / "run/ckpt-4";
   auto sample = [&](const std::string& name, const std::string& extra) {
-    auto [rc, out] = test::run_command(cat(DRO_BINARY, " sample --model ", model, " --prompt 'a red circle' --steps 4",
-                                           " --device cpu --out ", (tmp / name).string(), " ", extra));
+    auto [rc, out] = test::run_command(
+        cat(DRO_BINARY, " sample --model ", model, " --prompt 'a red circle' --steps 4",
+            " --device cpu --out ", (tmp / name).string(), " ", extra));
     EXPECT_EQ(rc, 0) << out;
     return file_bytes(tmp / name / "0" / "0.png");
   };
   const std::string base = sample("base", "");
-  const std::string diffusers = sample("diffusers", "--lora " + (ckpt / kLoraDiffusersFile).string());
+  const std::string diffusers =
+      sample("diffusers", "--lora " + (ckpt / kLoraDiffusersFile).string());
   const std::string kohya = sample("kohya", "--lora " + (ckpt / kLoraKohyaFile).string());
   EXPECT_NE(diffusers, base);
   EXPECT_EQ(kohya, diffusers);
   EXPECT_EQ(sample("zero", "--lora " + (ckpt / kLoraKohyaFile).string() + ":0"), base);
   auto [rc, out] = test::run_command(cat(DRO_BINARY, " merge-lora --model ", model, " --lora ",
-                                         (ckpt / kLoraDiffusersFile).string(), " --out ", (tmp / "merged").string()));
+                                         (ckpt / kLoraDiffusersFile).string(), " --out ",
+                                         (tmp / "merged").string()));
   ASSERT_EQ(rc, 0) << out;
   EXPECT_EQ(sample("merged", "--unet " + (tmp / "merged").string()), diffusers);
   auto [rc2, out2] = test::run_command(cat(DRO_BINARY, " merge-lora --model ", model, " --lora ",
-                                           (ckpt / kLoraDiffusersFile).string(), " --out ", (tmp / "merged").string()));
+                                           (ckpt / kLoraDiffusersFile).string(), " --out ",
+                                           (tmp / "merged").string()));
   EXPECT_NE(rc2, 0);
   EXPECT_NE(out2.find("exists"), std::string::npos) << out2;
   // convert-lora: kohya -> diffusers gives the file training wrote (fp32, same keys and values).
-  auto [rc3, out3] = test::run_command(cat(DRO_BINARY, " convert-lora ", (ckpt / kLoraKohyaFile).string(), " --model ",
-                                           model, " --to diffusers --out ", (tmp / "back.safetensors").string()));
+  auto [rc3, out3] = test::run_command(
+      cat(DRO_BINARY, " convert-lora ", (ckpt / kLoraKohyaFile).string(), " --model ", model,
+          " --to diffusers --out ", (tmp / "back.safetensors").string()));
   ASSERT_EQ(rc3, 0) << out3;
-  const auto a = test::load_tensors(ckpt / kLoraDiffusersFile), b = test::load_tensors(tmp / "back.safetensors");
+  const auto a = test::load_tensors(ckpt / kLoraDiffusersFile),
+             b = test::load_tensors(tmp / "back.safetensors");
   ASSERT_EQ(a.size(), b.size());
   for (const auto& [k, v] : a) EXPECT_TRUE(torch::allclose(v, b.at(k), 1e-6, 1e-7)) << k;
   // A file for another model is refused by key.
-  auto [rc4, out4] = test::run_command(cat(DRO_BINARY, " sample --model ", (test::fixtures() / "tiny-sdxl").string(),
-                                           " --prompt x --steps 2 --device cpu --out ", (tmp / "xl").string(),
-                                           " --lora ", (ckpt / kLoraDiffusersFile).string()));
+  auto [rc4, out4] = test::run_command(
+      cat(DRO_BINARY, " sample --model ", (test::fixtures() / "tiny-sdxl").string(),
+          " --prompt x --steps 2 --device cpu --out ", (tmp / "xl").string(), " --lora ",
+          (ckpt / kLoraDiffusersFile).string()));
   EXPECT_NE(rc4, 0);
   EXPECT_NE(out4.find("another architecture"), std::string::npos) << out4;
 }

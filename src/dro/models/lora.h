@@ -1,12 +1,6 @@
 // LoRA on a diffusers UNet: which layers take adapters (peft's target_modules), the adapters a
-// training run holds, and the two file layouts the ecosystem reads:
-//  * diffusers / peft (`pipe.load_lora_weights()`): "unet.<module>.lora_A.weight" / "lora_B.weight",
-//    with the attention projections spelled "lora.down" / "lora.up" as diffusers' own training
-//    scripts save them; no alpha is stored, so alpha / r is folded into lora_B;
-//  * webui / kohya (ComfyUI, AUTOMATIC1111, stable-diffusion.cpp): "lora_unet_<module with _>
-//    .lora_down.weight" / ".lora_up.weight" / ".alpha", with diffusers module names for SD1.5 and
-//    the original (ldm) names for SDXL, as kohya's sd-scripts write them.
-// Both are read back with either naming, plus the older diffusers spellings.
+// training run holds (peft's initialisation, a second set for the lagged policy), and merging
+// adapters into the weights. The file layouts are in lora_file.h.
 #pragma once
 
 #include <filesystem>
@@ -17,18 +11,19 @@
 
 #include <torch/torch.h>
 
-#include "dro/io/safetensors.h"
 #include "dro/models/unet.h"
 #include "dro/nn/lora.h"
 
 namespace dro::models {
 
 struct LoraOptions {
-  int64_t rank = 0;     // 0: no LoRA
-  double alpha = 0;     // 0: the rank (scale 1, as diffusers' training scripts)
+  int64_t rank = 0;  // 0: no LoRA
+  double alpha = 0;  // 0: the rank (scale 1, as diffusers' training scripts)
   double dropout = 0;
   std::vector<std::string> targets;  // empty: default_lora_targets()
-  double scale() const { return (alpha > 0 ? alpha : static_cast<double>(rank)) / static_cast<double>(rank); }
+  double scale() const {
+    return (alpha > 0 ? alpha : static_cast<double>(rank)) / static_cast<double>(rank);
+  }
 };
 
 // to_q, to_k, to_v, to_out.0: the attention projections.
@@ -40,12 +35,13 @@ bool lora_pattern_matches(const std::string& pattern, const std::string& name);
 
 // A layer of the UNet that can take an adapter.
 struct LoraTarget {
-  std::string name;  // module name, e.g. "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"
+  std::string
+      name;  // module name, e.g. "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"
   nn::LinearImpl* linear = nullptr;
   nn::Conv2dImpl* conv = nullptr;
   nn::LoraSlots* slots() const { return linear ? &linear->lora : &conv->lora; }
   const torch::Tensor& weight() const { return linear ? linear->weight : conv->weight; }
-  int64_t in_features() const;   // in (linear) or in * kh * kw (conv)
+  int64_t in_features() const;  // in (linear) or in * kh * kw (conv)
   int64_t out_features() const;
 };
 // Every linear and conv layer of `unet`, in module order.
@@ -56,7 +52,9 @@ struct LoraLayer {
   torch::Tensor down, up;
   double alpha = 0;  // 0: the rank
   int64_t rank() const { return down.size(0); }
-  double scale() const { return (alpha > 0 ? alpha : static_cast<double>(rank())) / static_cast<double>(rank()); }
+  double scale() const {
+    return (alpha > 0 ? alpha : static_cast<double>(rank())) / static_cast<double>(rank());
+  }
 };
 using LoraLayers = std::map<std::string, LoraLayer>;  // by UNet module name
 
@@ -66,8 +64,8 @@ class UnetLora {
   // Adapters on the layers `o.targets` match, in `dtype` on `device`: down drawn as peft does
   // (kaiming-uniform, a = sqrt(5)) from `seed`, up zero. UsageError for a pattern that matches
   // no layer, a rank above a layer's size, or a layer that cannot take one.
-  UnetLora(UNet2DConditionModelImpl& unet, const LoraOptions& o, torch::Dtype dtype, const torch::Device& device,
-           uint64_t seed);
+  UnetLora(UNet2DConditionModelImpl& unet, const LoraOptions& o, torch::Dtype dtype,
+           const torch::Device& device, uint64_t seed);
   ~UnetLora();
   UnetLora(const UnetLora&) = delete;
   UnetLora& operator=(const UnetLora&) = delete;
@@ -98,29 +96,7 @@ class UnetLora {
   std::vector<std::string> names_;
 };
 
-// The original Stable Diffusion (ldm) name of a diffusers UNet module, e.g.
-// "down_blocks.1.attentions.0.proj_in" -> "input_blocks.4.1.proj_in"; "" for names it has none.
-std::string ldm_module_name(const std::string& name, const UNetConfig& config);
-
-// Writes `layers` in the diffusers / peft layout (alpha folded into up), tensors in `dtype`.
-void save_lora_diffusers(const std::filesystem::path& path, const LoraLayers& layers, torch::Dtype dtype);
-// Writes `layers` in the kohya layout, module names as sd-scripts writes them for `config`.
-void save_lora_kohya(const std::filesystem::path& path, const LoraLayers& layers, const UNetConfig& config,
-                     torch::Dtype dtype);
-
-// Reads a LoRA safetensors file in either layout (and the older diffusers spellings) for `unet`:
-// IoError naming the key for a key that names no layer of this UNet, a shape that does not fit
-// the layer, or a down without its up. Text-encoder adapters are skipped with a warning.
-LoraLayers load_lora_file(const std::filesystem::path& path, UNet2DConditionModelImpl& unet);
-
 // W += multiplier * scale * up @ down for every layer (computed in float32).
 void merge_lora(UNet2DConditionModelImpl& unet, const LoraLayers& layers, double multiplier);
-
-// "FILE" or "FILE:SCALE" (scale 1 by default) of `dro sample --lora`.
-struct LoraSpec {
-  std::filesystem::path file;
-  double scale = 1.0;
-};
-LoraSpec parse_lora_spec(const std::string& text);
 
 }  // namespace dro::models

@@ -18,36 +18,51 @@ const torch::ExpandingArray<2>* padding_of(const torch::nn::Conv2dImpl& c) {
 
 }  // namespace
 
-LoraSlot current_lora_slot() { return t_slot; }
+LoraSlot current_lora_slot() {
+  return t_slot;
+}
 
-LoraScope::LoraScope(LoraSlot slot) : previous_(t_slot) { t_slot = slot; }
-LoraScope::~LoraScope() { t_slot = previous_; }
+LoraScope::LoraScope(LoraSlot slot) : previous_(t_slot) {
+  t_slot = slot;
+}
+LoraScope::~LoraScope() {
+  t_slot = previous_;
+}
 
 const LoraWeights* LoraSlots::active() const {
   switch (t_slot) {
-    case LoraSlot::kTrained: return trained.get();
-    case LoraSlot::kPolicy: return policy ? policy.get() : trained.get();
-    case LoraSlot::kOff: return nullptr;
+    case LoraSlot::kTrained:
+      return trained.get();
+    case LoraSlot::kPolicy:
+      return policy ? policy.get() : trained.get();
+    case LoraSlot::kOff:
+      return nullptr;
   }
   return nullptr;
 }
 
-torch::Tensor add_lora(const torch::Tensor& y, const LoraWeights& w, const torch::Tensor& x, bool training,
-                       const torch::nn::Conv2dImpl* conv) {
+torch::Tensor add_lora(const torch::Tensor& y, const LoraWeights& w, const torch::Tensor& x,
+                       bool training, const torch::nn::Conv2dImpl* conv) {
   // The adapter computes in its own dtype (fp32 adapters on a bf16 base, as peft casts).
   torch::Tensor h = x.to(w.down.scalar_type());
   if (w.dropout > 0 && training && torch::GradMode::is_enabled()) {
     if (!w.generator) throw std::logic_error("LoRA dropout without a generator");
-    // Drawn on the CPU from the seeded stream (as every draw in dro), so masks do not depend on the device.
-    const torch::Tensor keep = at::bernoulli(torch::empty(h.sizes(), torch::kFloat32), 1.0 - w.dropout, *w.generator)
-                                   .div_(1.0 - w.dropout)
-                                   .to(h.device(), h.scalar_type());
+    // Drawn on the CPU from the seeded stream (as every draw in dro), so masks do not depend on the
+    // device.
+    const torch::Tensor keep =
+        at::bernoulli(torch::empty(h.sizes(), torch::kFloat32), 1.0 - w.dropout, *w.generator)
+            .div_(1.0 - w.dropout)
+            .to(h.device(), h.scalar_type());
     h = h * keep;
   }
-  if (!conv) return torch::add(y, torch::linear(torch::linear(h, w.down), w.up).to(y.scalar_type()), w.scale);
+  if (!conv)
+    return torch::add(y, torch::linear(torch::linear(h, w.down), w.up).to(y.scalar_type()),
+                      w.scale);
   const auto* pad = padding_of(*conv);
-  if (!pad) throw UsageError("[lora] a conv layer with 'same'/'valid' padding cannot take an adapter");
-  h = torch::conv2d(h, w.down, {}, conv->options.stride(), *pad, conv->options.dilation(), conv->options.groups());
+  if (!pad)
+    throw UsageError("[lora] a conv layer with 'same'/'valid' padding cannot take an adapter");
+  h = torch::conv2d(h, w.down, {}, conv->options.stride(), *pad, conv->options.dilation(),
+                    conv->options.groups());
   return torch::add(y, torch::conv2d(h, w.up).to(y.scalar_type()), w.scale);
 }
 
@@ -77,6 +92,8 @@ std::vector<torch::Tensor> parameters_with_lora(const torch::nn::Module& m) {
   return out;
 }
 
-bool Conv2dImpl::numeric_padding() const { return padding_of(*this) != nullptr; }
+bool Conv2dImpl::numeric_padding() const {
+  return padding_of(*this) != nullptr;
+}
 
 }  // namespace dro::nn

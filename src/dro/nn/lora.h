@@ -16,9 +16,9 @@
 namespace dro::nn {
 
 struct LoraWeights {
-  torch::Tensor down;  // lora_A: [r, in] (linear) or [r, in, kh, kw] (conv)
-  torch::Tensor up;    // lora_B: [out, r] or [out, r, 1, 1]
-  double scale = 1.0;  // alpha / r
+  torch::Tensor down;    // lora_A: [r, in] (linear) or [r, in, kh, kw] (conv)
+  torch::Tensor up;      // lora_B: [out, r] or [out, r, 1, 1]
+  double scale = 1.0;    // alpha / r
   double dropout = 0.0;  // on the adapter's input, while training with gradients only
   // Draws the dropout masks (seeded; shared with the learner so resume stays exact).
   std::shared_ptr<at::Generator> generator;
@@ -48,8 +48,8 @@ struct LoraSlots {
 
 // y + scale * up(down(dropout(x))) for `w` on a linear layer (conv_layer null) or a conv layer;
 // the adapter computes in its own dtype, the sum is in y's.
-torch::Tensor add_lora(const torch::Tensor& y, const LoraWeights& w, const torch::Tensor& x, bool training,
-                       const torch::nn::Conv2dImpl* conv_layer = nullptr);
+torch::Tensor add_lora(const torch::Tensor& y, const LoraWeights& w, const torch::Tensor& x,
+                       bool training, const torch::nn::Conv2dImpl* conv_layer = nullptr);
 
 struct LinearImpl : torch::nn::LinearImpl {
   using torch::nn::LinearImpl::LinearImpl;

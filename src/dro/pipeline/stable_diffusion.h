@@ -12,7 +12,7 @@
 
 #include "dro/io/model_folder.h"
 #include "dro/models/autoencoder_kl.h"
-#include "dro/models/lora.h"
+#include "dro/models/lora_file.h"
 #include "dro/models/unet.h"
 #include "dro/pipeline/denoise.h"
 #include "dro/pipeline/prompt_encoder.h"

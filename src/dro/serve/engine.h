@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "dro/core/error.h"
-#include "dro/models/lora.h"
+#include "dro/models/lora_file.h"
 #include "dro/io/json.h"
 
 namespace dro::serve {

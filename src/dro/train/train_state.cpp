@@ -15,6 +15,7 @@
 #include "dro/io/atomic_file.h"
 #include "dro/io/json.h"
 #include "dro/io/safetensors.h"
+#include "dro/models/lora_file.h"
 #include "dro/train/optimizer_state.h"
 #include "dro/train/train_config.h"
 
