@@ -75,14 +75,14 @@ Action register_merge_lora(CLI::App& app) {
     if (fs::exists(out) && !o->overwrite)
       throw UsageError(
           cat("[merge-lora] --out ", out.string(), " exists (pass --overwrite to replace it)"));
-    auto unet = load_base_unet(o->model, o->unet, o->variant);
+    std::vector<models::LoraSpec> specs;
     for (const auto& text : o->loras) {
-      const auto spec = models::parse_lora_spec(text);
-      const auto layers = models::load_lora_file(spec.file, *unet);
-      models::merge_lora(*unet, layers, spec.scale);
-      std::cerr << "[merge-lora] merged " << spec.file.string() << " (" << layers.size()
-                << " layers, scale " << spec.scale << ")\n";
+      specs.push_back(models::parse_lora_spec(text));
+      if (!fs::is_regular_file(specs.back().file))
+        throw UsageError(cat("[merge-lora] --lora ", text, ": no such file"));
     }
+    auto unet = load_base_unet(o->model, o->unet, o->variant);
+    models::merge_lora_files(*unet, specs);
     // Written beside and renamed, so a crash leaves the old folder or none, never half of one.
     const fs::path tmp = out.string() + ".tmp." + std::to_string(::getpid());
     fs::remove_all(tmp);

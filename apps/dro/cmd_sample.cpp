@@ -178,7 +178,11 @@ Action register_sample(CLI::App& app) {
     if (o->unet.empty() && !o->unet_subfolder.empty())
       throw UsageError("[sample] --unet-subfolder needs --unet");
     spec.unet_variant = o->unet_variant;
-    for (const auto& l : o->loras) spec.loras.push_back(models::parse_lora_spec(l));
+    for (const auto& l : o->loras) {
+      spec.loras.push_back(models::parse_lora_spec(l));
+      if (!fs::is_regular_file(spec.loras.back().file))
+        throw UsageError(cat("[sample] --lora ", l, ": no such file (expected a LoRA safetensors file)"));
+    }
     spec.vae = o->vae;
     spec.variant = o->variant;
     spec.device = device;

@@ -295,4 +295,13 @@ LoraSpec parse_lora_spec(const std::string& text) {
   return s;
 }
 
+void merge_lora_files(UNet2DConditionModelImpl& unet, const std::vector<LoraSpec>& files) {
+  for (const auto& f : files) {
+    const auto layers = load_lora_file(f.file, unet);
+    merge_lora(unet, layers, f.scale);
+    std::cerr << "[lora] merged " << f.file.string() << " (" << layers.size() << " layers, scale "
+              << f.scale << ")\n";
+  }
+}
+
 }  // namespace dro::models

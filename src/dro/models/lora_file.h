@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -41,5 +42,8 @@ struct LoraSpec {
   double scale = 1.0;
 };
 LoraSpec parse_lora_spec(const std::string& text);
+
+// Reads and merges each file into `unet` in order, one progress line each on stderr.
+void merge_lora_files(UNet2DConditionModelImpl& unet, const std::vector<LoraSpec>& files);
 
 }  // namespace dro::models

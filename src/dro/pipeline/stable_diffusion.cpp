@@ -1,7 +1,5 @@
 #include "dro/pipeline/stable_diffusion.h"
 
-#include <iostream>
-
 #include "dro/core/error.h"
 #include "dro/core/rng.h"
 #include "dro/sched/scheduler.h"
@@ -20,12 +18,7 @@ StableDiffusion StableDiffusion::load(const LoadSpec& spec) {
   const auto unet_dir = spec.unet.empty() ? sd.folder.component("unet").dir : spec.unet;
   sd.unet = models::load_unet(unet_dir, opts, spec.unet.empty() ? spec.variant : spec.unet_variant);
   sd.unet->eval();
-  for (const auto& l : spec.loras) {
-    const auto layers = models::load_lora_file(l.file, *sd.unet);
-    models::merge_lora(*sd.unet, layers, l.scale);
-    std::cerr << "[model] merged LoRA " << l.file.string() << " (" << layers.size() << " layers, scale " << l.scale
-              << ")\n";
-  }
+  models::merge_lora_files(*sd.unet, spec.loras);
   sd.pixel_space = !sd.folder.has("vae") && spec.vae.empty();
   if (!sd.pixel_space) {
     sd.vae_dir = spec.vae.empty() ? sd.folder.component("vae").dir : spec.vae;

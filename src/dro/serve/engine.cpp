@@ -59,10 +59,7 @@ Engine::Engine(const std::vector<ModelSpec>& models, const std::string& device, 
       opts.device = dev;
       l->sd.unet = models::load_unet(m.unet.empty() ? l->sd.folder.component("unet").dir : m.unet, opts);
       l->sd.unet->eval();
-      for (const auto& lora : m.loras) {
-        const auto layers = models::load_lora_file(lora.file, *l->sd.unet);
-        models::merge_lora(*l->sd.unet, layers, lora.scale);
-      }
+      models::merge_lora_files(*l->sd.unet, m.loras);
       if (l->sd.unet->config().cross_attention_dim[0] != l->sd.prompts.embed_dim() ||
           l->sd.unet->config().in_channels != same->sd.unet->config().in_channels)
         throw IoError(cat("[serve] ", m.unet.string(), ": this UNet does not fit the model ", m.model.string()));
