@@ -43,8 +43,11 @@ const LoraWeights* LoraSlots::active() const {
 
 torch::Tensor add_lora(const torch::Tensor& y, const LoraWeights& w, const torch::Tensor& x,
                        bool training, const torch::nn::Conv2dImpl* conv) {
-  // The adapter computes in its own dtype (fp32 adapters on a bf16 base, as peft casts).
-  torch::Tensor h = x.to(w.down.scalar_type());
+  // The adapter computes in its own dtype (fp32 adapters on a bf16 base, as peft casts), except
+  // under autocast, which casts both operands of its matmuls itself.
+  const auto ac = compat::autocast_state();
+  const bool autocast = x.is_cuda() ? ac.cuda_enabled : x.is_cpu() && ac.cpu_enabled;
+  torch::Tensor h = autocast ? x : x.to(w.down.scalar_type());
   if (w.dropout > 0 && training && torch::GradMode::is_enabled()) {
     if (!w.generator) throw std::logic_error("LoRA dropout without a generator");
     // Drawn on the CPU from the seeded stream (as every draw in dro), so masks do not depend on the
