@@ -97,6 +97,7 @@ struct Trainer::Impl {
     // Identical starting weights on every rank, whatever each one read from disk.
     group->broadcast(learner->params());
     if (models.policy_copy) group->broadcast(models.policy_copy->parameters(true));
+    if (models.lora && models.lora->has_policy_slot()) models.lora->copy_to_policy();  // from the broadcast
     if (!opts.random_data) {
       dataset = open_dataset(main);
       data::TransformOptions t{cfg.resolution, cfg.random_flip, cfg.random_crop};
@@ -158,7 +159,7 @@ struct Trainer::Impl {
   // The policy changes after micro-step r (an optimiser step when the policy is the trained
   // weights, else a copy into the separate policy).
   bool refreshes_after(int64_t r) const {
-    return models.policy_copy ? r % cfg.buffer_update_steps == 0 : r % cfg.gradient_accumulation_steps == 0;
+    return !models.policy_shared() ? r % cfg.buffer_update_steps == 0 : r % cfg.gradient_accumulation_steps == 0;
   }
 
   // Starts the first refill after micro-step `s` on the filler thread when the policy it will use
@@ -211,7 +212,7 @@ struct Trainer::Impl {
       const auto record = learner->optimise(s, log, times);
       if (log && metrics) metrics->log(s, record, buffer->size());
     }
-    if (models.policy_copy && s % cfg.buffer_update_steps == 0) learner->refresh_policy();
+    if (!models.policy_shared() && s % cfg.buffer_update_steps == 0) learner->refresh_policy();
     if (online) start_next_refill(s, s + 1);  // after this micro-step's refresh, if any
     return s;
   }
