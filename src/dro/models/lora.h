@@ -35,8 +35,8 @@ bool lora_pattern_matches(const std::string& pattern, const std::string& name);
 
 // A layer of the UNet that can take an adapter.
 struct LoraTarget {
-  std::string
-      name;  // module name, e.g. "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"
+  // The module name, e.g. "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q".
+  std::string name;
   nn::LinearImpl* linear = nullptr;
   nn::Conv2dImpl* conv = nullptr;
   nn::LoraSlots* slots() const { return linear ? &linear->lora : &conv->lora; }
