@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "dro/core/error.h"
+#include "dro/core/rng.h"
 #include "dro/io/safetensors.h"
 #include "dro/models/lora_file.h"
 #include "dro/train/train_state.h"
@@ -121,6 +122,43 @@ TEST(LoraTrainer, GradientCheckpointingGivesThePlainRunsAdapters) {
     if (k.find("lora_B") != std::string::npos) moved += v.abs().sum().item<double>();
   }
   EXPECT_GT(moved, 0.0);
+}
+
+// A trained adapter (not a random one) merged into the weights from its checkpoint file gives the
+// UNet output the trainer's on-the-fly adapters give, to float32 rounding.
+TEST(LoraTrainer, TrainedAdaptersMergedMatchOnTheFly) {
+  DRO_REQUIRE_FIXTURES();
+  test::TempDir tmp;
+  write_data(tmp / "data");
+  auto c = lora_config("sft", tmp / "data", tmp / "run");
+  c.num_steps = 4;
+  c.use_ema = false;  // the checkpoint then holds the trained adapters themselves
+  c.lora_targets = "to_q,to_k,to_v,to_out.0,ff.net.*,proj_in,proj_out,conv1,conv2";
+  Trainer t(c);
+  t.run();
+  auto gen = make_generator(9);
+  const auto x = torch::randn({2, 4, 16, 16}, gen), ctx = torch::randn({2, 5, 8}, gen);
+  const auto ts = torch::tensor({20, 600}, torch::kLong);
+  torch::NoGradGuard no_grad;
+  t.unet().eval();
+  const auto on_the_fly = t.unet().forward(x, ts, ctx);
+  torch::Tensor base;
+  {
+    nn::LoraScope off(nn::LoraSlot::kOff);
+    base = t.unet().forward(x, ts, ctx);
+  }
+  for (const char* file : {kLoraDiffusersFile, kLoraKohyaFile}) {
+    auto merged = models::load_unet(test::fixtures() / "tiny-sd15/unet");
+    merged->eval();
+    models::merge_lora(*merged, models::load_lora_file(tmp / "run/ckpt-4" / file, *merged), 1.0);
+    const auto out = merged->forward(x, ts, ctx);
+    const double d = (out - on_the_fly).abs().max().item<double>();
+    std::cout << "[ lora     ] " << file << ": merged vs on the fly after training, max |diff| " << d
+              << " (training moved the output by " << (on_the_fly - base).abs().max().item<double>()
+              << ")\n";
+    EXPECT_LT(d, 1e-4) << file;
+  }
+  EXPECT_GT((on_the_fly - base).abs().max().item<double>(), 1e-3);
 }
 
 TEST(LoraTrainer, SdxlLayoutTrainsAndResumesExactly) {
