@@ -231,6 +231,11 @@ TEST(LoraTrainer, OptionErrors) {
   } catch (const UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("lora_rank"), std::string::npos) << e.what();
   }
+  // The default targets spelled out (with spaces) are the same targets: the resume is accepted.
+  auto same = c;
+  same.resume = true;
+  same.lora_targets = "to_q, to_k,to_v ,to_out.0";
+  Trainer(same).run();
   auto bad = c;
   bad.logdir = (tmp / "bad").string();
   bad.lora_targets = "to_q, nothing_like_this";

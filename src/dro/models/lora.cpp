@@ -14,6 +14,27 @@ const std::vector<std::string>& default_lora_targets() {
   return kTargets;
 }
 
+std::vector<std::string> parse_lora_targets(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t end = list.find(',', start);
+    if (end == std::string::npos) end = list.size();
+    std::string item = list.substr(start, end - start);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+    start = end + 1;
+  }
+  return out.empty() ? default_lora_targets() : out;
+}
+
+std::string canonical_lora_targets(const std::string& list) {
+  std::string out;
+  for (const auto& t : parse_lora_targets(list)) out += (out.empty() ? "" : ",") + t;
+  return out;
+}
+
 bool lora_pattern_matches(const std::string& pattern, const std::string& name) {
   if (fnmatch(pattern.c_str(), name.c_str(), 0) == 0) return true;
   for (size_t dot = name.find('.'); dot != std::string::npos; dot = name.find('.', dot + 1))

@@ -28,6 +28,10 @@ struct LoraOptions {
 
 // to_q, to_k, to_v, to_out.0: the attention projections.
 const std::vector<std::string>& default_lora_targets();
+// "a, b,c" -> {"a", "b", "c"} (--lora-targets); the defaults for an empty list.
+std::vector<std::string> parse_lora_targets(const std::string& list);
+// The same list as one canonical "a,b,c" string (what a run's config records).
+std::string canonical_lora_targets(const std::string& list);
 
 // Whether `pattern` names module `name`: the pattern, a glob where '*' and '?' may cross dots,
 // matches the whole name or a dotted tail of it ("to_q", "ff.net.*", "down_blocks.1.*.to_k").

@@ -9,22 +9,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// "a, b,c" -> {"a", "b", "c"}
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    std::string item = s.substr(start, end - start);
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
-    if (!item.empty()) out.push_back(item);
-    start = end + 1;
-  }
-  return out;
-}
-
 int64_t count_parameters(const torch::nn::Module& m) {
   int64_t n = 0;
   for (const auto& p : m.parameters()) n += p.numel();
@@ -77,7 +61,7 @@ TrainModels TrainModels::load(const TrainConfig& cfg, const Precision& precision
     lo.rank = cfg.lora_rank;
     lo.alpha = cfg.lora_alpha;
     lo.dropout = cfg.lora_dropout;
-    lo.targets = split_list(cfg.lora_targets);
+    lo.targets = models::parse_lora_targets(cfg.lora_targets);
     m.lora = std::make_shared<models::UnetLora>(*m.unet, lo, precision.trained, device, derive_seed(cfg.seed, "lora"));
   }
   if (m.reference && m.reference->config().raw != m.unet->config().raw) {

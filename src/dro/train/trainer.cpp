@@ -75,6 +75,8 @@ struct Trainer::Impl {
 
   Impl(TrainConfig c, TrainerOptions o) : cfg(std::move(c)), opts(std::move(o)) {
     cfg.validate();
+    // One spelling of the targets in the run's config, so a resume compares like with like.
+    if (cfg.lora()) cfg.lora_targets = models::canonical_lora_targets(cfg.lora_targets);
     device = resolve_device(cfg.device);
     group = opts.group ? opts.group : join_group(cfg, device);
     rank = group->rank();
@@ -258,7 +260,7 @@ struct Trainer::Impl {
               << "- Objective               : " << cfg.objective << "\n"
               << (models.lora ? cat("- LoRA                    : rank ", cfg.lora_rank, ", alpha ",
                                     models.lora->options().rank * models.lora->options().scale(), ", ",
-                                    models.lora->layer_count(), " layers (", cfg.lora_targets.empty() ? "to_q,to_k,to_v,to_out.0" : cfg.lora_targets,
+                                    models.lora->layer_count(), " layers (", cfg.lora_targets,
                                     "), ", models.lora->parameter_count() / 1e6, " M trained parameters on the frozen UNet\n")
                               : std::string())
               << "- Dataset size            : " << (dataset ? dataset->size() : 0)
