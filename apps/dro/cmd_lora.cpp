@@ -8,21 +8,15 @@
 #include <vector>
 
 #include "commands.h"
+#include "dro/core/device.h"
 #include "dro/core/error.h"
-#include "dro/io/atomic_file.h"
-#include "dro/io/json.h"
 #include "dro/io/model_folder.h"
-#include "dro/io/safetensors.h"
 #include "dro/models/lora_file.h"
 #include "dro/models/unet.h"
 
 namespace dro::app {
 namespace {
 namespace fs = std::filesystem;
-
-torch::Dtype dtype_named(const std::string& s) {
-  return s == "bf16" ? torch::kBFloat16 : s == "fp16" ? torch::kFloat16 : torch::kFloat32;
-}
 
 // The UNet of --model (or --unet) in float32 on the CPU.
 models::UNet2DConditionModel load_base_unet(const std::string& model, const std::string& unet,
@@ -86,7 +80,7 @@ Action register_merge_lora(CLI::App& app) {
     // Written beside and renamed, so a crash leaves the old folder or none, never half of one.
     const fs::path tmp = out.string() + ".tmp." + std::to_string(::getpid());
     fs::remove_all(tmp);
-    models::save_unet(tmp, unet, dtype_named(o->save_dtype));
+    models::save_unet(tmp, unet, dtype_named(o->save_dtype, "--save-dtype"));
     std::error_code ec;
     fs::remove_all(out, ec);
     fs::rename(tmp, out);

@@ -186,7 +186,7 @@ Action register_sample(CLI::App& app) {
     spec.vae = o->vae;
     spec.variant = o->variant;
     spec.device = device;
-    spec.dtype = o->dtype == "fp16" ? torch::kFloat16 : o->dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+    spec.dtype = dtype_named(o->dtype);
     const auto t_load = std::chrono::steady_clock::now();
     if (rank == 0)
       std::cerr << "[sample] loading " << o->model << (o->unet.empty() ? "" : " with UNet " + spec.unet.string())

@@ -116,7 +116,7 @@ eval::ScorerOptions scorer_options(const ScorerFlags& f, const dist::Env& env) {
   if (env.distributed() && (device == "auto" || device == "cuda") && torch::cuda::is_available())
     device = "cuda:" + std::to_string(env.local_rank);
   options.device = resolve_device(device);
-  options.dtype = f.dtype == "bf16" ? torch::kBFloat16 : f.dtype == "fp16" ? torch::kFloat16 : torch::kFloat32;
+  options.dtype = dtype_named(f.dtype);
   options.hps_version = f.hps_version;
   return options;
 }

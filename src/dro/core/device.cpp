@@ -16,4 +16,11 @@ torch::Device resolve_device(const std::string& name, const std::string& flag) {
   }
 }
 
+torch::Dtype dtype_named(const std::string& name, const std::string& flag) {
+  if (name == "fp32") return torch::kFloat32;
+  if (name == "bf16") return torch::kBFloat16;
+  if (name == "fp16") return torch::kFloat16;
+  throw UsageError(cat(flag, " '", name, "': expected fp32, bf16 or fp16"));
+}
+
 }  // namespace dro

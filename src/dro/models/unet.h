@@ -42,7 +42,7 @@ struct UNet2DConditionModelImpl : torch::nn::Module {
   // True for SDXL-style configs, whose forward needs text_embeds and time_ids.
   bool needs_added_conditions() const { return config_.addition_embed_type == "text_time"; }
 
-  nn::Conv2d conv_in{nullptr};             // [C0, in_channels, k, k]
+  nn::Conv2d conv_in{nullptr};                    // [C0, in_channels, k, k]
   nn::Timesteps time_proj{nullptr};               // no weights
   nn::TimestepEmbedding time_embedding{nullptr};  // C0 -> 4*C0
   nn::Timesteps add_time_proj{nullptr};  // SDXL: time_ids -> [B, 6 * addition_time_embed_dim]
@@ -52,7 +52,7 @@ struct UNet2DConditionModelImpl : torch::nn::Module {
   nn::UNetMidBlock2DCrossAttn mid_block{nullptr};  // absent when mid_block_type is null
   std::vector<nn::UpBlock2D> up_blocks;
   torch::nn::GroupNorm conv_norm_out{nullptr};  // [C0]
-  nn::Conv2d conv_out{nullptr};          // [out_channels, C0, k, k]
+  nn::Conv2d conv_out{nullptr};                 // [out_channels, C0, k, k]
 
  private:
   torch::Tensor embed_time(const torch::Tensor& sample, const torch::Tensor& timesteps,

@@ -34,10 +34,10 @@ struct AttentionImpl : torch::nn::Module {
 
   AttentionOptions options;
   torch::nn::GroupNorm group_norm{nullptr};  // [D], VAE form only
-  Linear to_q{nullptr};           // [heads*dim_head, D]
-  Linear to_k{nullptr};           // [heads*dim_head, D_ctx]
-  Linear to_v{nullptr};           // [heads*dim_head, D_ctx]
-  Linear to_out{nullptr};         // "to_out.0": [D, heads*dim_head]
+  Linear to_q{nullptr};                      // [heads*dim_head, D]
+  Linear to_k{nullptr};                      // [heads*dim_head, D_ctx]
+  Linear to_v{nullptr};                      // [heads*dim_head, D_ctx]
+  Linear to_out{nullptr};                    // "to_out.0": [D, heads*dim_head]
 };
 TORCH_MODULE(Attention);
 

@@ -26,7 +26,7 @@ struct FeedForwardImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
   double dropout;
-  GEGLU act{nullptr};              // "net.0"
+  GEGLU act{nullptr};   // "net.0"
   Linear out{nullptr};  // "net.2": [dim, inner]
 };
 TORCH_MODULE(FeedForward);

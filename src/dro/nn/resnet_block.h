@@ -25,12 +25,12 @@ struct ResnetBlock2DImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& temb = {});
 
   ResnetBlock2DOptions options;
-  torch::nn::GroupNorm norm1{nullptr};       // [in]
-  Conv2d conv1{nullptr};          // [out, in, 3, 3]
-  Linear time_emb_proj{nullptr};  // [out, temb_channels], absent without temb
-  torch::nn::GroupNorm norm2{nullptr};       // [out]
-  Conv2d conv2{nullptr};          // [out, out, 3, 3]
-  Conv2d conv_shortcut{nullptr};  // [out, in, 1, 1], only when in != out
+  torch::nn::GroupNorm norm1{nullptr};  // [in]
+  Conv2d conv1{nullptr};                // [out, in, 3, 3]
+  Linear time_emb_proj{nullptr};        // [out, temb_channels], absent without temb
+  torch::nn::GroupNorm norm2{nullptr};  // [out]
+  Conv2d conv2{nullptr};                // [out, out, 3, 3]
+  Conv2d conv_shortcut{nullptr};        // [out, in, 1, 1], only when in != out
 };
 TORCH_MODULE(ResnetBlock2D);
 

@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 
+#include "dro/core/device.h"
 #include "dro/core/error.h"
 #include "dro/core/rng.h"
 #include "dro/dist/process_group.h"
@@ -37,10 +38,7 @@ io::NamedTensors unet_tensors(StateParts& p, bool use_ema) {
   return t;
 }
 
-torch::Dtype save_dtype(const TrainConfig& cfg) {
-  const std::string& sd = cfg.save_dtype;
-  return sd == "bf16" ? torch::kBFloat16 : sd == "fp16" ? torch::kFloat16 : torch::kFloat32;
-}
+torch::Dtype save_dtype(const TrainConfig& cfg) { return dtype_named(cfg.save_dtype, "--save-dtype"); }
 
 // The policy's separate weights (a UNet copy, or LoRA's second adapter set) by name.
 io::NamedTensors policy_tensors(StateParts& p) {

@@ -98,8 +98,7 @@ struct Trainer::Impl {
     learner->set_profile(opts.profile);
     // Identical starting weights on every rank, whatever each one read from disk.
     group->broadcast(learner->params());
-    if (models.policy_copy) group->broadcast(models.policy_copy->parameters(true));
-    if (models.lora && models.lora->has_policy_slot()) models.lora->copy_to_policy();  // from the broadcast
+    if (!models.policy_shared()) learner->refresh_policy();  // the separate policy from the broadcast
     if (!opts.random_data) {
       dataset = open_dataset(main);
       data::TransformOptions t{cfg.resolution, cfg.random_flip, cfg.random_crop};
